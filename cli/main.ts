@@ -1,0 +1,47 @@
+/** `ceerion`: one CLI, one subcommand per service. */
+import { Command } from 'commander';
+import { VERSION } from '../core/version.ts';
+import { postfixSnippet } from '../milter/postfix-snippet.ts';
+import { createMilterServer } from '../milter/service.ts';
+import { loadOrExit, startRuntime, withServiceOptions, type ServiceOptions } from './runtime.ts';
+
+const program = new Command('ceerion')
+  .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
+  .version(VERSION);
+
+withServiceOptions(program.command('milter').description('run the Sendmail milter (Postfix smtpd_milters)')).action(
+  async (opts: ServiceOptions) => {
+    const config = loadOrExit(opts, 'milter');
+    const rt = await startRuntime(config, 'milter');
+    const server = createMilterServer(config, { log: rt.log, registry: rt.registry });
+    rt.lifecycle.add({ name: 'milter', stop: () => server.stop() });
+    await server.start();
+  },
+);
+
+withServiceOptions(
+  program.command('start').description('run every service in the foreground and print the Postfix lines to add'),
+).action(async (opts: ServiceOptions) => {
+  const config = loadOrExit(opts, 'milter');
+  const rt = await startRuntime(config, 'ceerion');
+  const milter = createMilterServer(config, { log: rt.log.child({ service: 'milter' }), registry: rt.registry });
+  rt.lifecycle.add({ name: 'milter', stop: () => milter.stop() });
+  const address = await milter.start();
+  process.stderr.write(
+    `\nCEERION is running (milter on ${address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
+      postfixSnippet(address) +
+      `\nStop with Ctrl-C (SIGTERM): in-flight messages finish first.\n\n`,
+  );
+});
+
+program
+  .command('postfix-config')
+  .description('print the main.cf lines for the milter')
+  .option('-c, --config <file>', 'YAML configuration file')
+  .option('-l, --listen <address>', 'the milter address Postfix should use')
+  .action((opts: ServiceOptions) => {
+    const config = loadOrExit(opts, 'milter');
+    process.stdout.write(postfixSnippet(config.milter.listen));
+  });
+
+await program.parseAsync(process.argv);

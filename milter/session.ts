@@ -1,0 +1,364 @@
+/**
+ * One MTA connection. The session owns the socket, the codec, the negotiated options, the macros
+ * and the timers; it hands the handler one command at a time and never dispatches the next frame
+ * before the handler's answer for this one has settled.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from '../core/log.ts';
+import type { MilterHandler, MilterHandlerFactory, Stage, StageContext } from './handler.ts';
+import type { MilterMetrics } from './metrics.ts';
+import { parseCommand, type Command } from './protocol/commands.ts';
+import { Cmd, Proto } from './protocol/constants.ts';
+import { MilterProtocolError } from './protocol/errors.ts';
+import { FrameDecoder, type RawFrame } from './protocol/framing.ts';
+import { ACTION_FOR, NO_REPLY_FLAG, negotiate, type Negotiated } from './protocol/negotiate.ts';
+import { encodeResponse, type Modification, type Response, type Verdict } from './protocol/responses.ts';
+
+export interface SessionOptions {
+  connId: string;
+  maxFrameBytes: number;
+  idleTimeoutMs: number;
+  progressIntervalMs: number;
+  log: Logger;
+  metrics: MilterMetrics;
+}
+
+/** Macro stages in lookup order: the newest stage wins, as in libmilter. */
+const MACRO_ORDER = [Cmd.BODYEOB, Cmd.EOH, Cmd.HEADER, Cmd.DATA, Cmd.RCPT, Cmd.MAIL, Cmd.HELO, Cmd.CONNECT];
+const CONNECTION_MACROS = new Set<number>([Cmd.CONNECT, Cmd.HELO]);
+/** Frames queued beyond this pause the socket (Postfix streams headers and body under NR_*). */
+const MAX_QUEUED_FRAMES = 64;
+
+const FINAL_VERDICTS = new Set(['accept', 'reject', 'tempfail', 'discard', 'replycode']);
+
+export class MilterSession {
+  readonly connId: string;
+  private readonly decoder: FrameDecoder;
+  private handler: MilterHandler;
+  private negotiated: Negotiated | undefined;
+  private readonly macros = new Map<number, Map<string, string>>();
+  private readonly queue: RawFrame[] = [];
+  private running = false;
+  private closed = false;
+  private inMessage = false;
+  private drainAfterMessage = false;
+  private qid: string | undefined;
+  private readonly abort = new AbortController();
+  private readonly ctx: StageContext;
+  private log: Logger;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly factory: MilterHandlerFactory,
+    private readonly opts: SessionOptions,
+  ) {
+    this.connId = opts.connId;
+    this.log = opts.log;
+    this.decoder = new FrameDecoder(opts.maxFrameBytes);
+    this.handler = factory(this.connId);
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+    const session = this;
+    this.ctx = {
+      connId: this.connId,
+      macro: (name) => session.macro(name),
+      get log() {
+        return session.log;
+      },
+      signal: this.abort.signal,
+      get headerLeadingSpace() {
+        return ((session.negotiated?.protocol ?? 0) & Proto.HDR_LEADSPC) !== 0;
+      },
+    };
+    // Milter traffic is many small request/response pairs: Nagle plus delayed ACK would stall each.
+    socket.setNoDelay(true);
+    socket.setTimeout(opts.idleTimeoutMs);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('timeout', () => this.onIdle());
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'socket error'));
+    socket.on('close', () => this.finish());
+    opts.metrics.sessionOpened();
+  }
+
+  /** Resolves when the connection is gone. */
+  get done(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  get busy(): boolean {
+    return this.inMessage || this.running;
+  }
+
+  /** Graceful stop: close now if idle, otherwise right after the current message's final answer. */
+  drain(): void {
+    if (!this.inMessage && !this.running) this.close('shutdown');
+    else this.drainAfterMessage = true;
+  }
+
+  /** Close after flushing what we wrote (a final reply must still reach the MTA). */
+  close(reason: string): void {
+    if (this.closed) return;
+    this.log.debug({ reason }, 'closing milter connection');
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
+    this.finish();
+  }
+
+  /** Drop the connection at once: protocol errors, idle timeouts, forced shutdown. */
+  destroy(reason: string): void {
+    if (this.closed) return;
+    this.log.debug({ reason }, 'dropping milter connection');
+    this.socket.destroy();
+    this.finish();
+  }
+
+  macro(name: string): string | undefined {
+    for (const stage of MACRO_ORDER) {
+      const v = this.macros.get(stage)?.get(name);
+      if (v !== undefined) return v;
+    }
+    return undefined;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    try {
+      for (const frame of this.decoder.push(chunk)) this.queue.push(frame);
+    } catch (err) {
+      this.protocolError(err);
+      return;
+    }
+    if (this.queue.length > MAX_QUEUED_FRAMES) this.socket.pause();
+    if (!this.running) void this.run();
+  }
+
+  private onIdle(): void {
+    // A handler still working is not idle: the MTA is waiting for us (PROGRESS keeps it waiting).
+    if (this.running) return;
+    this.log.info({ idleMs: this.opts.idleTimeoutMs }, 'idle milter connection timed out');
+    this.opts.metrics.error('idle_timeout');
+    this.destroy('idle timeout');
+  }
+
+  private async run(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const frame = this.queue.shift()!;
+        let cmd: Command;
+        try {
+          cmd = parseCommand(frame);
+        } catch (err) {
+          this.protocolError(err);
+          return;
+        }
+        await this.dispatch(cmd);
+        if (this.queue.length <= MAX_QUEUED_FRAMES / 2 && this.socket.isPaused()) this.socket.resume();
+      }
+    } catch (err) {
+      if (err instanceof MilterProtocolError) this.protocolError(err);
+      else {
+        this.log.error({ err }, 'milter session failed');
+        this.opts.metrics.error('internal');
+        this.destroy('internal error');
+      }
+    } finally {
+      this.running = false;
+    }
+    if (this.drainAfterMessage && !this.inMessage) this.close('shutdown');
+  }
+
+  private protocolError(err: unknown): void {
+    const reason = err instanceof MilterProtocolError ? err.message : String(err);
+    this.log.warn({ reason, qid: this.qid }, 'milter protocol error, closing connection');
+    this.opts.metrics.error('protocol');
+    this.destroy('protocol error');
+  }
+
+  private async dispatch(cmd: Command): Promise<void> {
+    if (cmd.kind === 'optneg') return this.onOptneg(cmd);
+    if (!this.negotiated) throw new MilterProtocolError('command before negotiation', cmd.kind);
+    const h = this.handler;
+    const ctx = this.ctx;
+    switch (cmd.kind) {
+      case 'macro':
+        return this.onMacro(cmd.forCommand, cmd.macros);
+      case 'connect':
+        return this.answer('connect', () => h.connect(ctx, cmd));
+      case 'helo':
+        return this.answer('helo', () => h.helo(ctx, cmd.hostname));
+      case 'mail':
+        this.startMessage();
+        return this.answer('mail', () => h.envFrom(ctx, cmd.sender, cmd.args));
+      case 'rcpt':
+        this.inMessage = true;
+        return this.answer('rcpt', () => h.envRcpt(ctx, cmd.recipient, cmd.args));
+      case 'data':
+        this.inMessage = true;
+        return this.answer('data', () => h.data(ctx));
+      case 'header':
+        this.inMessage = true;
+        return this.answer('header', () => h.header(ctx, cmd.name, cmd.value));
+      case 'eoh':
+        return this.answer('eoh', () => h.endOfHeaders(ctx));
+      case 'body':
+        this.inMessage = true;
+        return this.answer('body', () => h.body(ctx, cmd.chunk));
+      case 'eom':
+        return this.onEndOfMessage(cmd.chunk);
+      case 'unknown':
+        return this.answer('unknown', () => h.unknown(ctx, cmd.command));
+      case 'abort':
+        h.abort(ctx);
+        this.endMessage();
+        return;
+      case 'quit':
+        this.close('quit');
+        return;
+      case 'quitNewConnection':
+        // Same socket, new SMTP connection: fresh handler and macros, negotiation kept.
+        this.handler.close(ctx);
+        this.endMessage();
+        this.macros.clear();
+        this.handler = this.factory(this.connId);
+        return;
+    }
+  }
+
+  private onOptneg(cmd: Extract<Command, { kind: 'optneg' }>): void {
+    if (this.negotiated) throw new MilterProtocolError('repeated negotiation');
+    const { reply, negotiated } = negotiate(cmd, this.handler.needs);
+    this.negotiated = negotiated;
+    this.log.debug({ mta: cmd, negotiated }, 'negotiated');
+    this.socket.write(encodeResponse(reply));
+  }
+
+  private onMacro(forCommand: number, pairs: Array<[string, string]>): void {
+    let stage = this.macros.get(forCommand);
+    if (!stage) this.macros.set(forCommand, (stage = new Map()));
+    for (const [name, value] of pairs) stage.set(name, value);
+    const qid = stage.get('i');
+    if (qid && qid !== this.qid) {
+      this.qid = qid;
+      this.log = this.opts.log.child({ qid });
+    }
+  }
+
+  private startMessage(): void {
+    this.inMessage = true;
+    this.opts.metrics.messageStarted();
+  }
+
+  private endMessage(): void {
+    this.inMessage = false;
+    for (const stage of [...this.macros.keys()]) if (!CONNECTION_MACROS.has(stage)) this.macros.delete(stage);
+    if (this.qid) {
+      this.qid = undefined;
+      this.log = this.opts.log;
+    }
+  }
+
+  /** Run one stage, keeping the MTA informed with PROGRESS while it runs long. */
+  private async withProgress<T>(call: () => T | Promise<T>): Promise<T> {
+    const result = call();
+    if (!(result instanceof Promise)) return result;
+    const timer = setInterval(() => {
+      if (!this.closed) this.socket.write(encodeResponse({ kind: 'progress' }));
+    }, this.opts.progressIntervalMs);
+    try {
+      return await result;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private async answer(stage: Stage, call: () => Verdict | { kind: 'skip' } | Promise<Verdict | { kind: 'skip' }>) {
+    const noReply = (this.negotiated!.protocol & NO_REPLY_FLAG[stage]) !== 0;
+    let reply: Verdict | { kind: 'skip' };
+    try {
+      reply = await this.withProgress(call);
+    } catch (err) {
+      this.log.error({ err, stage }, 'handler failed; answering tempfail');
+      this.opts.metrics.error('handler');
+      reply = { kind: 'tempfail' };
+    }
+    if (this.closed) return;
+    if (reply.kind === 'skip' && !(this.negotiated!.protocol & Proto.SKIP)) reply = { kind: 'continue' };
+    if (noReply) {
+      if (reply.kind !== 'continue') this.log.warn({ stage, reply: reply.kind }, 'verdict at a no-reply stage dropped');
+      return;
+    }
+    this.socket.write(encodeResponse(reply));
+    // A final verdict ends the message (at RCPT it only concerns that recipient).
+    if (FINAL_VERDICTS.has(reply.kind) && stage !== 'rcpt' && this.inMessage) {
+      this.opts.metrics.verdict(reply.kind);
+      this.handler.abort(this.ctx);
+      this.endMessage();
+    }
+  }
+
+  private async onEndOfMessage(chunk: Buffer): Promise<void> {
+    const h = this.handler;
+    if (chunk.length > 0) await this.answerless(() => h.body(this.ctx, chunk));
+    const started = performance.now();
+    let mods: Modification[] = [];
+    let verdict: Verdict;
+    try {
+      const result = await this.withProgress(() => h.endOfMessage(this.ctx));
+      mods = result.modifications;
+      verdict = result.verdict;
+    } catch (err) {
+      this.log.error({ err }, 'end-of-message handler failed; answering tempfail');
+      this.opts.metrics.error('handler');
+      verdict = { kind: 'tempfail' };
+    }
+    if (this.closed) return;
+    // Every modification plus the verdict in one write: one TCP segment, no Nagle/delayed-ACK stall.
+    const frames = this.encodeModifications(mods);
+    frames.push(encodeResponse(verdict.kind === 'continue' ? { kind: 'accept' } : verdict));
+    this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    this.opts.metrics.verdict(verdict.kind === 'continue' ? 'accept' : verdict.kind);
+    this.opts.metrics.endOfMessageSeconds((performance.now() - started) / 1000);
+    this.endMessage();
+  }
+
+  private async answerless(call: () => unknown): Promise<void> {
+    try {
+      await call();
+    } catch (err) {
+      this.log.error({ err }, 'body handler failed at end of message');
+    }
+  }
+
+  private encodeModifications(mods: Modification[]): Buffer[] {
+    const out: Buffer[] = [];
+    const leadSpace = (this.negotiated!.protocol & Proto.HDR_LEADSPC) !== 0;
+    for (const m of mods) {
+      const needed = ACTION_FOR[m.kind] ?? 0;
+      if ((this.negotiated!.actions & needed) !== needed) {
+        this.log.warn({ modification: m.kind }, 'modification not negotiated with the MTA; dropped');
+        continue;
+      }
+      let mod: Response = m;
+      // With HDR_LEADSPC the MTA copies the value verbatim after the colon, so we supply the space.
+      if (leadSpace && 'value' in m && m.value !== '' && !/^[ \t]/.test(m.value)) mod = { ...m, value: ` ${m.value}` };
+      out.push(encodeResponse(mod));
+    }
+    return out;
+  }
+
+  private finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    if (this.inMessage) this.handler.abort(this.ctx);
+    try {
+      this.handler.close(this.ctx);
+    } catch (err) {
+      this.log.error({ err }, 'handler close failed');
+    }
+    this.opts.metrics.sessionClosed();
+    this.resolveClosed();
+  }
+}
