@@ -115,7 +115,17 @@ export class MilterClient {
   /** Send a command without waiting (macros, no-reply stages, abort). */
   send(cmd: Command): void {
     if (this.error) throw this.error;
-    this.socket.write(encodeCommand(cmd));
+    this.write(encodeCommand(cmd));
+  }
+
+  /**
+   * Frames written in the same tick leave in one segment, as Postfix's buffered stream does
+   * for no-reply commands: cork now, uncork on the next tick.
+   */
+  private write(bytes: Buffer): void {
+    this.socket.cork();
+    this.socket.write(bytes);
+    process.nextTick(() => this.socket.uncork());
   }
 
   /** Send raw bytes (fuzzing and protocol-error tests). */
@@ -127,7 +137,7 @@ export class MilterClient {
   request(cmd: Command): Promise<StageAnswer> {
     if (this.error) return Promise.reject(this.error);
     const p = new Promise<StageAnswer>((resolve, reject) => this.waiters.push({ resolve, reject, mods: [], progress: 0 }));
-    this.socket.write(encodeCommand(cmd));
+    this.write(encodeCommand(cmd));
     return p;
   }
 
