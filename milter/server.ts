@@ -53,7 +53,7 @@ export class MilterServer {
 
   async start(): Promise<string> {
     const l = this.opts.listen;
-    if (l.kind === 'unix') prepareSocketPath(l.path);
+    if (l.kind === 'unix') await prepareSocketPath(l.path);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       const done = () => {
@@ -112,10 +112,22 @@ export class MilterServer {
   }
 }
 
-/** Create the socket's directory and remove a stale socket left by a crash (never a regular file). */
-function prepareSocketPath(p: string): void {
+/**
+ * Create the socket's directory and remove a stale socket left by a crash. A socket someone still
+ * answers on belongs to a running milter, and a regular file is not ours: both are refused.
+ */
+async function prepareSocketPath(p: string): Promise<void> {
   mkdirSync(path.dirname(p), { recursive: true });
   if (!existsSync(p)) return;
   if (!lstatSync(p).isSocket()) throw new Error(`${p} exists and is not a socket; refusing to remove it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(p);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw new Error(`${p} is in use by another running process`);
   unlinkSync(p);
 }
