@@ -1,10 +1,7 @@
-/** Small helpers shared by the benchmarks: percentiles, tables, free ports, child services. */
-import { spawn, type ChildProcess } from 'node:child_process';
+/** Small helpers shared by the benchmarks: percentiles, tables, free ports. */
 import net from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export { startMilterProcess, type MilterProcess } from '../../test/harness/milter-process.ts';
 
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -35,39 +32,4 @@ export function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
-}
-
-/** Start `ceerion milter` as its own process (so it does not share the client's event loop). */
-export async function startMilterProcess(listen: string, env: NodeJS.ProcessEnv = {}): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/ceerion.mjs'), 'milter', '--listen', listen, '--metrics-port', '0', '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, CEERION_LOG_LEVEL: 'warn', ...env },
-  });
-  child.stdout!.resume();
-  const deadline = Date.now() + 15000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`ceerion milter exited with ${child.exitCode}`);
-    if (await canConnect(listen)) return child;
-    if (Date.now() > deadline) throw new Error('ceerion milter did not start listening');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-export function canConnect(listen: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const m = /^inet:(.+):(\d+)$/.exec(listen);
-    const s = m ? net.connect(Number(m[2]), m[1]!) : net.connect(listen.replace(/^unix:/, ''));
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
-export async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  await exited;
 }

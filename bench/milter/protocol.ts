@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LOCAL_CONNECT, MilterClient, type MessageSpec } from '../../milter/client/milter-client.ts';
-import { freePort, percentile, startMilterProcess, stopChild, table } from '../lib/stats.ts';
+import { freePort, percentile, startMilterProcess, table } from '../lib/stats.ts';
 
 const argv = process.argv.slice(2);
 const TOTAL = Number(argv[argv.indexOf('--messages') + 1] || 0) || 20000;
@@ -73,7 +73,7 @@ try {
     { name: 'unix', listen: `unix:${path.join(dir, 'milter.sock')}` },
   ];
   for (const t of transports) {
-    const child = await startMilterProcess(t.listen);
+    const milter = await startMilterProcess(t.listen);
     try {
       await run(t.listen, 8, 2000); // warm-up: JIT, connection setup
       for (const n of CONCURRENCY) {
@@ -81,7 +81,7 @@ try {
         rows.push([t.name, n, TOTAL, r.rate, r.p50, r.p99, r.rate >= 5000 ? 'yes' : 'NO']);
       }
     } finally {
-      await stopChild(child);
+      await milter.stop();
     }
   }
 } finally {
