@@ -9,17 +9,12 @@ export function parseListen(spec: string): ListenAddress {
     if (!rest.startsWith('/')) throw new Error(`unix socket path must be absolute: ${JSON.stringify(rest)}`);
     return { kind: 'unix', path: rest };
   }
-  const hp = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(rest) ?? /^(\d{1,5})@(.+)$/.exec(rest);
-  if (!hp) throw new Error(`expected inet:HOST:PORT, got ${JSON.stringify(spec)}`);
-  let host: string;
-  let port: number;
-  if (rest.includes('@')) {
-    port = Number(hp[1]);
-    host = hp[2]!; // Sendmail's inet:PORT@HOST
-  } else {
-    host = hp[1] ?? hp[2] ?? '';
-    port = Number(hp[3]);
-  }
+  // Decide by which form matched: testing rest for '@' let 'inet:a@b:25' through with port NaN.
+  const hp = /^(?:\[([^\]@]+)\]|([^:@]*)):(\d{1,5})$/.exec(rest);
+  const at = hp ? null : /^(\d{1,5})@([^@]+)$/.exec(rest); // Sendmail's inet:PORT@HOST
+  if (!hp && !at) throw new Error(`expected inet:HOST:PORT, got ${JSON.stringify(spec)}`);
+  const host = hp ? (hp[1] ?? hp[2] ?? '') : at![2]!;
+  const port = Number(hp ? hp[3] : at![1]);
   if (port > 65535) throw new Error(`port out of range in ${JSON.stringify(spec)}`);
   return { kind: 'tcp', host: host || '127.0.0.1', port };
 }

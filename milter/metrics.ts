@@ -14,7 +14,7 @@ export class MilterMetrics {
     const registers = [registry];
     this.sessions = new Counter({ name: 'ceerion_milter_sessions_total', help: 'MTA connections accepted', registers });
     this.active = new Gauge({ name: 'ceerion_milter_sessions_active', help: 'MTA connections open now', registers });
-    this.messages = new Counter({ name: 'ceerion_milter_messages_total', help: 'Messages started (MAIL FROM)', registers });
+    this.messages = new Counter({ name: 'ceerion_milter_messages_total', help: 'Messages seen (from MAIL, or the first message command the MTA sends)', registers });
     this.verdicts = new Counter({
       name: 'ceerion_milter_verdicts_total',
       help: 'Final verdicts sent, by kind',

@@ -24,11 +24,17 @@ export const REQUESTED_MACROS: MacroRequest = {
 const CONTINUE: Verdict = { kind: 'continue' };
 
 export function pipelineNeeds(pipeline: CheckPipeline): HandlerNeeds {
-  const wantsHeaders = pipeline.checks.some((c) => c.wantsHeaders) || pipeline.hooks('endOfHeaders');
-  const wantsBody = pipeline.checks.some((c) => c.wantsBody) || pipeline.hooks('body');
+  const wants = (flag: 'wantsConnection' | 'wantsEnvelope' | 'wantsHeaders' | 'wantsBody') => pipeline.checks.some((c) => c[flag]);
   const skip = new Set<Stage>(['data', 'unknown']);
-  if (!wantsHeaders) skip.add('header');
-  if (!wantsBody) skip.add('body');
+  if (!wants('wantsConnection') && !pipeline.hooks('connect')) skip.add('connect');
+  if (!wants('wantsConnection') && !pipeline.hooks('helo')) skip.add('helo');
+  if (!wants('wantsEnvelope') && !pipeline.hooks('envFrom') && !pipeline.hooks('envRcpt')) {
+    skip.add('mail');
+    skip.add('rcpt');
+  }
+  if (!wants('wantsHeaders') && !pipeline.hooks('endOfHeaders')) skip.add('header');
+  if (!pipeline.hooks('endOfHeaders')) skip.add('eoh');
+  if (!wants('wantsBody') && !pipeline.hooks('body')) skip.add('body');
   const noReply = new Set<Stage>(['data', 'unknown', 'header', 'body']);
   if (!pipeline.hooks('connect')) noReply.add('connect');
   if (!pipeline.hooks('helo')) noReply.add('helo');
@@ -85,7 +91,9 @@ export class PipelineHandler implements MilterHandler {
   }
 
   envFrom(ctx: StageContext, sender: string, args: string[]): Promise<Verdict> | Verdict {
-    this.message = undefined; // MAIL always starts a new message
+    // MAIL always starts a new message; a state that connect/helo checks made (no sender yet) is
+    // this message's, else those checks would use up its number and the first message be `.2`.
+    if (this.message?.sender !== undefined) this.message = undefined;
     const msg = this.current(ctx);
     msg.sender = sender;
     msg.senderArgs = args;
@@ -93,8 +101,14 @@ export class PipelineHandler implements MilterHandler {
   }
 
   envRcpt(ctx: StageContext, recipient: string): Promise<Verdict> | Verdict {
-    this.current(ctx).recipients.push(recipient);
-    return this.pipeline.hooks('envRcpt') ? this.stage(ctx, 'envRcpt', recipient) : CONTINUE;
+    const msg = this.current(ctx);
+    msg.recipients.push(recipient);
+    if (!this.pipeline.hooks('envRcpt')) return CONTINUE;
+    return this.stage(ctx, 'envRcpt', recipient).then((verdict) => {
+      // A recipient we refused is not part of the message: Postfix drops it.
+      if (verdict.kind === 'reject' || verdict.kind === 'tempfail' || verdict.kind === 'replycode') msg.recipients.pop();
+      return verdict;
+    });
   }
 
   data(): Verdict {

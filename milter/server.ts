@@ -20,6 +20,8 @@ export interface MilterServerOptions {
   idleTimeoutMs: number;
   progressIntervalMs: number;
   shutdownGraceMs: number;
+  /** auto: no-reply stages over unix sockets only (see protocol/negotiate.ts). */
+  noReply: 'auto' | 'always' | 'never';
   log: Logger;
   metrics: MilterMetrics;
   handlerFactory: MilterHandlerFactory;
@@ -82,6 +84,8 @@ export class MilterServer {
       maxFrameBytes: this.opts.maxFrameBytes,
       idleTimeoutMs: this.opts.idleTimeoutMs,
       progressIntervalMs: this.opts.progressIntervalMs,
+      useNoReply: this.opts.noReply === 'always' || (this.opts.noReply === 'auto' && this.opts.listen.kind === 'unix'),
+      ackSegments: this.opts.listen.kind === 'tcp',
       log,
       metrics: this.opts.metrics,
     });

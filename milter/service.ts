@@ -50,6 +50,7 @@ export function createMilterServer(config: Config, deps: MilterServiceDeps): Mil
     idleTimeoutMs: m.idleTimeoutMs,
     progressIntervalMs: m.progressIntervalMs,
     shutdownGraceMs: m.shutdownGraceMs,
+    noReply: m.noReply,
     log: deps.log,
     metrics,
     handlerFactory: (connId) => new PipelineHandler(connId, pipeline, needs),

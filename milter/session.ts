@@ -19,6 +19,16 @@ export interface SessionOptions {
   maxFrameBytes: number;
   idleTimeoutMs: number;
   progressIntervalMs: number;
+  /** Negotiate SMFIP_NR_* (see negotiate.ts for why TCP sessions answer every stage). */
+  useNoReply: boolean;
+  /**
+   * Answer every received segment that needs no reply with SMFIR_PROGRESS (for TCP). Postfix
+   * leaves Nagle on for milter connections and writes the macro packet, each no-reply command and
+   * the next command as separate small packets: each waits for the ACK of the one before, which
+   * the kernel delays ~40 ms when no data goes back. Postfix skips PROGRESS frames while it waits
+   * for a reply (milter8_event: SMFIR_PROGRESS → continue), so this only hurries the ACK.
+   */
+  ackSegments: boolean;
   log: Logger;
   metrics: MilterMetrics;
 }
@@ -28,6 +38,20 @@ const MACRO_ORDER = [Cmd.BODYEOB, Cmd.EOH, Cmd.HEADER, Cmd.DATA, Cmd.RCPT, Cmd.M
 const CONNECTION_MACROS = new Set<number>([Cmd.CONNECT, Cmd.HELO]);
 /** Frames queued beyond this pause the socket (Postfix streams headers and body under NR_*). */
 const MAX_QUEUED_FRAMES = 64;
+
+const PROGRESS_FRAME = encodeResponse({ kind: 'progress' });
+
+const STAGE_OF: Partial<Record<number, Stage>> = {
+  [Cmd.CONNECT]: 'connect',
+  [Cmd.HELO]: 'helo',
+  [Cmd.MAIL]: 'mail',
+  [Cmd.RCPT]: 'rcpt',
+  [Cmd.DATA]: 'data',
+  [Cmd.HEADER]: 'header',
+  [Cmd.EOH]: 'eoh',
+  [Cmd.BODY]: 'body',
+  [Cmd.UNKNOWN]: 'unknown',
+};
 
 const FINAL_VERDICTS = new Set(['accept', 'reject', 'tempfail', 'discard', 'replycode']);
 
@@ -123,14 +147,26 @@ export class MilterSession {
 
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    let answered = false;
     try {
-      for (const frame of this.decoder.push(chunk)) this.queue.push(frame);
+      for (const frame of this.decoder.push(chunk)) {
+        this.queue.push(frame);
+        answered ||= this.expectsReply(frame.code);
+      }
     } catch (err) {
       this.protocolError(err);
       return;
     }
+    if (this.opts.ackSegments && !answered && this.negotiated) this.socket.write(PROGRESS_FRAME);
     if (this.queue.length > MAX_QUEUED_FRAMES) this.socket.pause();
     if (!this.running) void this.run();
+  }
+
+  /** Whether the MTA waits for our answer to this command (so our reply will carry the ACK). */
+  private expectsReply(code: number): boolean {
+    const stage = STAGE_OF[code];
+    if (stage) return !this.negotiated || (this.negotiated.protocol & NO_REPLY_FLAG[stage]) === 0;
+    return code === Cmd.BODYEOB || code === Cmd.OPTNEG;
   }
 
   private onIdle(): void {
@@ -192,20 +228,22 @@ export class MilterSession {
         this.startMessage();
         return this.answer('mail', () => h.envFrom(ctx, cmd.sender, cmd.args));
       case 'rcpt':
-        this.inMessage = true;
+        this.startMessage();
         return this.answer('rcpt', () => h.envRcpt(ctx, cmd.recipient, cmd.args));
       case 'data':
-        this.inMessage = true;
+        this.startMessage();
         return this.answer('data', () => h.data(ctx));
       case 'header':
-        this.inMessage = true;
+        this.startMessage();
         return this.answer('header', () => h.header(ctx, cmd.name, cmd.value));
       case 'eoh':
+        this.startMessage();
         return this.answer('eoh', () => h.endOfHeaders(ctx));
       case 'body':
-        this.inMessage = true;
+        this.startMessage();
         return this.answer('body', () => h.body(ctx, cmd.chunk));
       case 'eom':
+        this.startMessage();
         return this.onEndOfMessage(cmd.chunk);
       case 'unknown':
         return this.answer('unknown', () => h.unknown(ctx, cmd.command));
@@ -228,7 +266,7 @@ export class MilterSession {
 
   private onOptneg(cmd: Extract<Command, { kind: 'optneg' }>): void {
     if (this.negotiated) throw new MilterProtocolError('repeated negotiation');
-    const { reply, negotiated } = negotiate(cmd, this.handler.needs);
+    const { reply, negotiated } = negotiate(cmd, this.handler.needs, this.opts.useNoReply);
     this.negotiated = negotiated;
     this.log.debug({ mta: cmd, negotiated }, 'negotiated');
     this.socket.write(encodeResponse(reply));
@@ -245,7 +283,9 @@ export class MilterSession {
     }
   }
 
+  /** The first message-stage command starts a message: with SMFIP_NOMAIL that is a header or EOM. */
   private startMessage(): void {
+    if (this.inMessage) return;
     this.inMessage = true;
     this.opts.metrics.messageStarted();
   }

@@ -79,14 +79,18 @@ export function envOverrides(env: NodeJS.ProcessEnv): Tree {
 }
 
 export function formatZodError(err: ZodError, input: unknown): string {
+  const line = (path: (string | number)[], message: string) => {
+    const value = getPath(input, path);
+    const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
+    return `${path.join('.') || '(root)'}${shown}: ${message}`;
+  };
   return err.issues
-    .map((issue) => {
-      const key = issue.path.join('.') || '(root)';
-      const value = getPath(input, issue.path);
-      const shown = value === undefined ? '' : ` = ${JSON.stringify(value)}`;
-      const extra = issue.code === 'unrecognized_keys' ? ` (${issue.keys.join(', ')})` : '';
-      return `${key}${shown}: ${issue.message}${extra}`;
-    })
+    .map((issue) =>
+      // Name each unknown key itself; the parent's value would dump the whole (root) config.
+      issue.code === 'unrecognized_keys'
+        ? issue.keys.map((k) => line([...issue.path, k], 'unknown key')).join('\n')
+        : line(issue.path, issue.message),
+    )
     .join('\n');
 }
 

@@ -38,6 +38,11 @@ export const milterSchema = z
     idleTimeoutMs: z.number().int().positive().default(600_000),
     /** While a check runs longer than this, SMFIR_PROGRESS keeps Postfix from timing out. */
     progressIntervalMs: z.number().int().positive().default(10_000),
+    /**
+     * Let Postfix send commands no check answers without waiting (SMFIP_NR_*). `auto` does so on
+     * unix sockets only: over TCP, Postfix's Nagle plus our delayed ACK stall each message ~40 ms.
+     */
+    noReply: z.enum(['auto', 'always', 'never']).default('auto'),
     /** On SIGTERM, in-flight messages get this long to finish before sockets are closed. */
     shutdownGraceMs: z.number().int().nonnegative().default(15_000),
     checks: z

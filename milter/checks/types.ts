@@ -55,7 +55,12 @@ export interface Check {
   readonly onError?: FailureVerdict;
   /** SMFIF_* actions the check may use. */
   readonly actions?: number;
-  /** The check reads headers / body, so the MTA must send them. */
+  /**
+   * What the check reads, so the MTA must send it. Stages no check reads or hooks are negotiated
+   * away (SMFIP_NO*): Postfix then skips those commands, which is most of its per-milter cost.
+   */
+  readonly wantsConnection?: boolean; // CONNECT and HELO
+  readonly wantsEnvelope?: boolean; // MAIL and RCPT
   readonly wantsHeaders?: boolean;
   readonly wantsBody?: boolean;
   connect?: Hook;

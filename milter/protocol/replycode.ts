@@ -16,6 +16,9 @@ export function buildReplyCode(code: number, enhanced: string | undefined, text:
   if (enhanced !== undefined) {
     if (!/^[45]\.\d{1,3}\.\d{1,3}$/.test(enhanced)) throw new RangeError(`bad enhanced status code ${enhanced}`);
     if (enhanced[0] !== klass) throw new RangeError(`enhanced code ${enhanced} does not match reply class ${code}`);
+  } else if (/^[245]\.\d{1,3}\.\d{1,3} /.test(text) && text[0] !== klass) {
+    // The MTA (and validateReplyCode) would read the start of the text as the enhanced code.
+    throw new RangeError(`reply text starts with an enhanced code that does not match reply class ${code}`);
   }
   const escaped = text.replace(/%/g, '%%');
   return enhanced ? `${code} ${enhanced} ${escaped}` : `${code} ${escaped}`;
