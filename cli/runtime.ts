@@ -1,7 +1,7 @@
 /** What every service command shares: load the config once, make the logger, metrics and lifecycle. */
 import type { Command } from 'commander';
 import type { Registry } from 'prom-client';
-import { ConfigError, loadConfig } from '../core/config/load.ts';
+import { ConfigError, loadConfig, unknownEnvVariables } from '../core/config/load.ts';
 import type { Config } from '../core/config/schema.ts';
 import { Lifecycle } from '../core/lifecycle.ts';
 import { createLogger, type Logger } from '../core/log.ts';
@@ -35,7 +35,8 @@ export function loadOrExit(opts: ServiceOptions, listenKey?: 'milter'): Config {
   if (opts.listen && listenKey) overrides[listenKey] = { listen: opts.listen };
   if (opts.logLevel) overrides.log = { level: opts.logLevel };
   if (opts.metricsPort !== undefined) {
-    const port = Number(opts.metricsPort);
+    // Not a number: hand the string on, so the schema names the key and the bad value.
+    const port = /^\d+$/.test(opts.metricsPort) ? Number(opts.metricsPort) : opts.metricsPort;
     overrides.metrics = port === 0 ? { enabled: false } : { port };
   }
   try {
@@ -53,6 +54,7 @@ export async function startRuntime(config: Config, service: string): Promise<Run
   const log = createLogger(config.log.level, service);
   const registry = createRegistry();
   const lifecycle = new Lifecycle(log);
+  for (const name of unknownEnvVariables(process.env)) log.warn({ variable: name }, 'ignoring unknown CEERION_* variable');
   if (config.metrics.enabled) {
     const metrics = await serveMetrics(registry, config.metrics.host, config.metrics.port, log);
     lifecycle.add({ name: 'metrics', stop: () => metrics.stop() });

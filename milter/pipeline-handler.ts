@@ -10,15 +10,19 @@ import type { BodyReply, ConnectInfo, EndOfMessageReply, HandlerNeeds, MilterHan
 import { MacroStage } from './protocol/constants.ts';
 import type { MacroRequest, Verdict } from './protocol/responses.ts';
 
-/** Macros we ask Postfix for (SETSYMLIST); the same list is in docker/postfix/milter.cf. */
+/**
+ * Macros we ask Postfix for (SETSYMLIST); docker/postfix/milter.cf lists the same (a test keeps
+ * them equal). `v` (MTA name and version) comes at every stage: the session needs to know the
+ * MTA is Postfix before it answers segments with PROGRESS (see session.ts, ackSegments).
+ */
 export const REQUESTED_MACROS: MacroRequest = {
   [MacroStage.CONNECT]: ['j', '{daemon_name}', '{daemon_addr}', 'v', '_', '{client_addr}', '{client_port}', '{client_name}', '{client_ptr}'],
-  [MacroStage.HELO]: ['{tls_version}', '{cipher}', '{cipher_bits}', '{cert_subject}', '{cert_issuer}'],
-  [MacroStage.ENVFROM]: ['i', '{auth_type}', '{auth_authen}', '{auth_author}', '{mail_addr}', '{mail_host}', '{mail_mailer}'],
-  [MacroStage.ENVRCPT]: ['i', '{rcpt_addr}', '{rcpt_host}', '{rcpt_mailer}'],
-  [MacroStage.DATA]: ['i'],
-  [MacroStage.EOH]: ['i'],
-  [MacroStage.EOM]: ['i'],
+  [MacroStage.HELO]: ['v', '{tls_version}', '{cipher}', '{cipher_bits}', '{cert_subject}', '{cert_issuer}'],
+  [MacroStage.ENVFROM]: ['v', 'i', '{auth_type}', '{auth_authen}', '{auth_author}', '{mail_addr}', '{mail_host}', '{mail_mailer}'],
+  [MacroStage.ENVRCPT]: ['v', 'i', '{rcpt_addr}', '{rcpt_host}', '{rcpt_mailer}'],
+  [MacroStage.DATA]: ['v', 'i'],
+  [MacroStage.EOH]: ['v', 'i'],
+  [MacroStage.EOM]: ['v', 'i'],
 };
 
 const CONTINUE: Verdict = { kind: 'continue' };
@@ -162,7 +166,8 @@ function logVerdict(log: Logger, msg: MessageState, verdict: Verdict, checks: nu
       from: msg.sender,
       rcpts: msg.recipients.length,
       bodyBytes: msg.bodyBytes,
-      verdict: verdict.kind === 'replycode' ? verdict.reply : verdict.kind,
+      // What the MTA is told: the session answers `continue` at end of message as accept.
+      verdict: verdict.kind === 'replycode' ? verdict.reply : verdict.kind === 'continue' ? 'accept' : verdict.kind,
       checks,
       ms: Math.round(ms * 100) / 100,
     },

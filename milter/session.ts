@@ -27,6 +27,8 @@ export interface SessionOptions {
    * the next command as separate small packets: each waits for the ACK of the one before, which
    * the kernel delays ~40 ms when no data goes back. Postfix skips PROGRESS frames while it waits
    * for a reply (milter8_event: SMFIR_PROGRESS → continue), so this only hurries the ACK.
+   * libmilter-style MTAs (Sendmail, miltertest) read exactly one reply per command, so this is
+   * done only once the `v` macro has shown the MTA is Postfix.
    */
   ackSegments: boolean;
   log: Logger;
@@ -61,12 +63,18 @@ export class MilterSession {
   private handler: MilterHandler;
   private negotiated: Negotiated | undefined;
   private readonly macros = new Map<number, Map<string, string>>();
-  private readonly queue: RawFrame[] = [];
+  /** Frames waiting for the handler, in order; a protocol error found while framing goes last. */
+  private readonly queue: Array<RawFrame | MilterProtocolError> = [];
   private running = false;
   private closed = false;
   private inMessage = false;
   private drainAfterMessage = false;
   private qid: string | undefined;
+  /** Set from the `v` macro ("Postfix 3.7.11"): Postfix skips PROGRESS at every stage. */
+  private mtaIsPostfix = false;
+  private reconnects = 0;
+  /** Frames arrived that nobody answers: owe the MTA an ACK-carrying PROGRESS (see ackSegments). */
+  private owesAck = false;
   private readonly abort = new AbortController();
   private readonly ctx: StageContext;
   private log: Logger;
@@ -148,16 +156,22 @@ export class MilterSession {
   private onData(chunk: Buffer): void {
     if (this.closed) return;
     let answered = false;
+    let frames: RawFrame[];
+    let failure: MilterProtocolError | undefined;
     try {
-      for (const frame of this.decoder.push(chunk)) {
-        this.queue.push(frame);
-        answered ||= this.expectsReply(frame.code);
-      }
+      frames = this.decoder.push(chunk);
     } catch (err) {
-      this.protocolError(err);
-      return;
+      if (!(err instanceof MilterProtocolError)) throw err;
+      // The frames before the bad one still count (a macro with the queue id, say); then we close.
+      frames = err.framesBefore;
+      failure = err;
     }
-    if (this.opts.ackSegments && !answered && this.negotiated) this.socket.write(PROGRESS_FRAME);
+    for (const frame of frames) {
+      this.queue.push(frame);
+      answered ||= this.expectsReply(frame.code);
+    }
+    if (failure) this.queue.push(failure);
+    if (!answered) this.owesAck = true;
     if (this.queue.length > MAX_QUEUED_FRAMES) this.socket.pause();
     if (!this.running) void this.run();
   }
@@ -182,6 +196,10 @@ export class MilterSession {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const frame = this.queue.shift()!;
+        if (frame instanceof MilterProtocolError) {
+          this.protocolError(frame);
+          return;
+        }
         let cmd: Command;
         try {
           cmd = parseCommand(frame);
@@ -192,6 +210,8 @@ export class MilterSession {
         await this.dispatch(cmd);
         if (this.queue.length <= MAX_QUEUED_FRAMES / 2 && this.socket.isPaused()) this.socket.resume();
       }
+      if (this.owesAck && this.opts.ackSegments && this.mtaIsPostfix && !this.closed) this.socket.write(PROGRESS_FRAME);
+      this.owesAck = false;
     } catch (err) {
       if (err instanceof MilterProtocolError) this.protocolError(err);
       else {
@@ -207,7 +227,7 @@ export class MilterSession {
 
   private protocolError(err: unknown): void {
     const reason = err instanceof MilterProtocolError ? err.message : String(err);
-    this.log.warn({ reason, qid: this.qid }, 'milter protocol error, closing connection');
+    this.log.warn({ reason }, 'milter protocol error, closing connection'); // this.log carries qid once known
     this.opts.metrics.error('protocol');
     this.destroy('protocol error');
   }
@@ -259,7 +279,8 @@ export class MilterSession {
         this.handler.close(ctx);
         this.endMessage();
         this.macros.clear();
-        this.handler = this.factory(this.connId);
+        // A new SMTP connection: its own id, so message refs (`id.N`) never repeat.
+        this.handler = this.factory(`${this.connId}-${++this.reconnects}`);
         return;
     }
   }
@@ -275,7 +296,10 @@ export class MilterSession {
   private onMacro(forCommand: number, pairs: Array<[string, string]>): void {
     let stage = this.macros.get(forCommand);
     if (!stage) this.macros.set(forCommand, (stage = new Map()));
-    for (const [name, value] of pairs) stage.set(name, value);
+    for (const [name, value] of pairs) {
+      stage.set(name, value);
+      if (name === 'v' && value.startsWith('Postfix')) this.mtaIsPostfix = true;
+    }
     const qid = stage.get('i');
     if (qid && qid !== this.qid) {
       this.qid = qid;

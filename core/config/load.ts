@@ -78,6 +78,12 @@ export function envOverrides(env: NodeJS.ProcessEnv): Tree {
   return out;
 }
 
+/** CEERION_* variables that name no config key: almost always a typo an admin wants to hear about. */
+export function unknownEnvVariables(env: NodeJS.ProcessEnv): string[] {
+  const known = new Set(leaves(configSchema.parse({}) as Tree).map(([p]) => envName(p)));
+  return Object.keys(env).filter((k) => k.startsWith('CEERION_') && !known.has(k));
+}
+
 export function formatZodError(err: ZodError, input: unknown): string {
   const line = (path: (string | number)[], message: string) => {
     const value = getPath(input, path);

@@ -57,7 +57,10 @@ export class CheckPipeline {
       const hook = check[stage] as ((ctx: CheckContext, ...a: unknown[]) => unknown) | undefined;
       if (!hook) continue;
       const ctx: CheckContext = { message, log, signal, outcomes, modifications };
-      const outcome = await this.runOne(check, ctx, (c) => hook.call(check, c, ...args), message);
+      const failedEarlier = message.failedChecks?.get(check.name);
+      const outcome = failedEarlier
+        ? { outcome: { check: check.name, verdict: failedEarlier, failed: true } }
+        : await this.runOne(check, ctx, (c) => hook.call(check, c, ...args), message);
       outcomes.push(outcome.outcome);
       modifications.push(...(outcome.modifications ?? []));
       if (outcome.outcome.verdict.kind !== 'continue') {
@@ -67,15 +70,18 @@ export class CheckPipeline {
     return { verdict: CONTINUE, modifications, outcomes };
   }
 
-  /** Body chunks go to every check that reads the body; failures are remembered for end of message. */
+  /**
+   * Body chunks go to every check that reads the body, each call under the check's deadline. A
+   * check that fails here is not called again for this message; at end of message its failure
+   * verdict stands in for it.
+   */
   async body(message: MessageState, log: Logger, signal: AbortSignal, chunk: Buffer): Promise<void> {
     for (const check of this.checks) {
-      if (!check.body) continue;
-      try {
-        await check.body({ message, log, signal, outcomes: [], modifications: [] }, chunk);
-      } catch (err) {
-        log.error({ check: check.name, err }, 'check failed while reading the body');
-      }
+      const read = check.body;
+      if (!read || message.failedChecks?.has(check.name)) continue;
+      const ctx: CheckContext = { message, log, signal, outcomes: [], modifications: [] };
+      const { outcome } = await this.runOne(check, ctx, (c) => read.call(check, c, chunk), message);
+      if (outcome.failed) (message.failedChecks ??= new Map()).set(check.name, outcome.verdict);
     }
   }
 
@@ -87,10 +93,28 @@ export class CheckPipeline {
   ): Promise<{ outcome: CheckOutcome; modifications?: Modification[] }> {
     const started = performance.now();
     const timeoutMs = check.timeoutMs ?? this.opts.defaultTimeoutMs;
-    const controller = new AbortController();
-    const onParentAbort = () => controller.abort();
-    ctx.signal.addEventListener('abort', onParentAbort, { once: true });
-    const own: CheckContext = { ...ctx, signal: controller.signal };
+    // A check gets its own signal (aborted on its timeout or with the session's); the controller
+    // is made on first use, so synchronous checks that never look cost nothing.
+    let controller: AbortController | undefined;
+    let unlink: (() => void) | undefined;
+    const ownSignal = () => {
+      if (!controller) {
+        const c = (controller = new AbortController());
+        const onParentAbort = () => c.abort();
+        ctx.signal.addEventListener('abort', onParentAbort, { once: true });
+        unlink = () => ctx.signal.removeEventListener('abort', onParentAbort);
+      }
+      return controller.signal;
+    };
+    const own: CheckContext = {
+      message: ctx.message,
+      log: ctx.log,
+      outcomes: ctx.outcomes,
+      modifications: ctx.modifications,
+      get signal() {
+        return ownSignal();
+      },
+    };
     let timer: NodeJS.Timeout | undefined;
     try {
       let result = call(own) as CheckResult | void | Promise<CheckResult | void>;
@@ -98,7 +122,8 @@ export class CheckPipeline {
         // Only asynchronous checks pay for a timer.
         const deadline = new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            controller.abort();
+            ownSignal();
+            controller!.abort();
             reject(new CheckTimeout(timeoutMs));
           }, timeoutMs);
         });
@@ -123,7 +148,7 @@ export class CheckPipeline {
       return { outcome: { check: check.name, verdict: failureVerdict(onError, check.name, message.messageId), failed: true } };
     } finally {
       if (timer) clearTimeout(timer);
-      ctx.signal.removeEventListener('abort', onParentAbort);
+      unlink?.();
     }
   }
 }

@@ -16,6 +16,8 @@ export interface MessageState {
   recipients: string[];
   headers: HeaderField[];
   bodyBytes: number;
+  /** Checks that failed while reading the body, with the verdict that failure stands for. */
+  failedChecks?: Map<string, Verdict>;
   macro(name: string): string | undefined;
   readonly queueId: string | undefined;
 }

@@ -75,12 +75,17 @@ export class MilterClient {
         socket.destroy();
         reject(new Error(`connect to milter timed out after ${timeoutMs} ms`));
       }, timeoutMs);
+      // A refused connection must clear the timer too, or it keeps the process alive for timeoutMs.
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(err);
+      };
       socket.once('connect', () => {
         clearTimeout(timer);
-        socket.removeListener('error', reject);
+        socket.removeListener('error', onError);
         resolve(new MilterClient(socket));
       });
-      socket.once('error', reject);
+      socket.once('error', onError);
     });
   }
 
@@ -93,6 +98,9 @@ export class MilterClient {
       for (const frame of this.decoder.push(chunk)) {
         const r = parseResponse(frame);
         const w = this.waiters[0];
+        // Like Postfix, skip a PROGRESS that comes while nothing is outstanding: over TCP the
+        // server acknowledges a segment of no-reply commands (an ABORT, say) with one.
+        if (!w && r.kind === 'progress') continue;
         if (!w) throw new Error(`unexpected response ${r.kind} with nothing outstanding`);
         if (r.kind === 'progress') w.progress++;
         else if (isModification(r)) w.mods.push(r);
@@ -130,7 +138,7 @@ export class MilterClient {
 
   /** Send raw bytes (fuzzing and protocol-error tests). */
   sendRaw(bytes: Buffer): void {
-    this.socket.write(bytes);
+    this.write(bytes);
   }
 
   /** Send a command and wait for its final answer. */
@@ -166,7 +174,10 @@ export class MilterClient {
     return (await this.request(cmd)).response;
   }
 
+  /** Macros go before their command, and (as Postfix does) not at all for a stage negotiated away. */
   macros(forCommand: number, macros: Macros | undefined): void {
+    const stage = MACRO_STAGE[forCommand];
+    if (stage && this.skips(stage)) return;
     if (macros && macros.length > 0) this.send({ kind: 'macro', forCommand, macros });
   }
 
@@ -237,6 +248,15 @@ export class MilterClient {
     return new Promise((resolve) => this.socket.once('close', () => resolve()));
   }
 }
+
+const MACRO_STAGE: Partial<Record<number, Stage>> = {
+  [Cmd.CONNECT]: 'connect',
+  [Cmd.HELO]: 'helo',
+  [Cmd.MAIL]: 'mail',
+  [Cmd.RCPT]: 'rcpt',
+  [Cmd.DATA]: 'data',
+  [Cmd.EOH]: 'eoh',
+};
 
 const MODIFICATIONS = new Set(['addheader', 'insheader', 'chgheader', 'addrcpt', 'addrcptPar', 'delrcpt', 'chgfrom', 'quarantine', 'replbody']);
 

@@ -40,13 +40,17 @@ export class FrameDecoder {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: RawFrame[] = [];
+    const fail = (err: MilterProtocolError) => {
+      err.framesBefore = frames;
+      return err;
+    };
     for (;;) {
       if (this.buffered < 4) break;
       const head = this.peek(4);
       const declared = head.readUInt32BE(0);
-      if (declared === 0) throw new MilterProtocolError('zero-length frame');
+      if (declared === 0) throw fail(new MilterProtocolError('zero-length frame'));
       if (declared > this.maxFrame) {
-        throw new MilterProtocolError('frame too large', `declared ${declared} bytes, cap ${this.maxFrame}`);
+        throw fail(new MilterProtocolError('frame too large', `declared ${declared} bytes, cap ${this.maxFrame}`));
       }
       if (this.buffered < 4 + declared) break;
       const whole = this.take(4 + declared);

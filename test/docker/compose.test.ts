@@ -1,0 +1,62 @@
+/**
+ * No Docker engine runs here, so the Docker files are validated statically: the compose file
+ * parses, every build context and Dockerfile exists, every CEERION_* variable is a real config
+ * key with a valid value, and the Postfix image applies the same milter.cf the test harness's
+ * private Postfix runs with (so the shipped config is the tested one).
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import YAML from 'yaml';
+import { envOverrides, parseConfig, unknownEnvVariables } from '../../core/config/load.ts';
+import { parseMainCf } from '../harness/postfix-config.ts';
+import { ROOT } from '../harness/milter-process.ts';
+
+interface Service {
+  build?: { context: string; dockerfile?: string } | string;
+  environment?: Record<string, string>;
+  command?: string[];
+}
+const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.mail.yml'), 'utf8')) as { services: Record<string, Service> };
+
+test('compose services build from files that exist', () => {
+  assert.deepEqual(Object.keys(compose.services).sort(), ['ceerion', 'postfix']);
+  for (const [name, svc] of Object.entries(compose.services)) {
+    const build = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
+    assert.ok(build, `${name} has no build section`);
+    const context = path.join(ROOT, build.context);
+    assert.ok(existsSync(context), `${name}: build context ${build.context} missing`);
+    const dockerfile = path.join(build.dockerfile ? ROOT : context, build.dockerfile ?? 'Dockerfile');
+    assert.ok(existsSync(dockerfile), `${name}: ${dockerfile} missing`);
+    // Every COPY source must exist relative to the context.
+    for (const m of readFileSync(dockerfile, 'utf8').matchAll(/^COPY\s+(.+)\s+\S+$/gm)) {
+      for (const src of m[1]!.split(/\s+/)) assert.ok(existsSync(path.join(context, src)), `${name}: COPY ${src} missing`);
+    }
+  }
+});
+
+test('every CEERION_* variable in compose is a valid config override', () => {
+  const env = compose.services.ceerion!.environment ?? {};
+  assert.ok(Object.keys(env).length > 0);
+  assert.deepEqual(unknownEnvVariables(env), []);
+  const config = parseConfig(envOverrides(env));
+  assert.equal(config.milter.listen, 'inet:0.0.0.0:8891');
+  assert.equal(compose.services.postfix!.environment?.CEERION_MILTER, `inet:ceerion:${config.milter.listen.split(':').at(-1)}`);
+});
+
+test('the Postfix image applies docker/postfix/milter.cf, the file the test harness uses', () => {
+  const dockerfile = readFileSync(path.join(ROOT, 'docker/postfix/Dockerfile'), 'utf8');
+  assert.match(dockerfile, /^COPY milter\.cf \/etc\/postfix\/ceerion-milter\.cf$/m);
+  const entrypoint = readFileSync(path.join(ROOT, 'docker/postfix/entrypoint.sh'), 'utf8');
+  assert.match(entrypoint, /\/etc\/postfix\/ceerion-milter\.cf/);
+  const settings = new Map(parseMainCf(readFileSync(path.join(ROOT, 'docker/postfix/milter.cf'), 'utf8')));
+  assert.equal(settings.get('milter_protocol'), '6');
+  assert.equal(settings.get('milter_default_action'), 'tempfail');
+  assert.equal(settings.get('smtpd_milters'), 'inet:127.0.0.1:8891');
+  // The entrypoint's filter must pick up every setting line of the file.
+  const picked = readFileSync(path.join(ROOT, 'docker/postfix/milter.cf'), 'utf8')
+    .split('\n')
+    .filter((l) => /^[a-z_]+ *=/.test(l));
+  assert.equal(picked.length, settings.size);
+});
