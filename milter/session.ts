@@ -42,6 +42,9 @@ const CONNECTION_MACROS = new Set<number>([Cmd.CONNECT, Cmd.HELO]);
 const MAX_QUEUED_FRAMES = 64;
 
 const PROGRESS_FRAME = encodeResponse({ kind: 'progress' });
+const CONTINUE_FRAME = encodeResponse({ kind: 'continue' });
+
+type StageReply = Verdict | { kind: 'skip' };
 
 const STAGE_OF: Partial<Record<number, Stage>> = {
   [Cmd.CONNECT]: 'connect',
@@ -207,7 +210,8 @@ export class MilterSession {
           this.protocolError(err);
           return;
         }
-        await this.dispatch(cmd);
+        const pending = this.dispatch(cmd);
+        if (pending) await pending;
         if (this.queue.length <= MAX_QUEUED_FRAMES / 2 && this.socket.isPaused()) this.socket.resume();
       }
       if (this.owesAck && this.opts.ackSegments && this.mtaIsPostfix && !this.closed) this.socket.write(PROGRESS_FRAME);
@@ -232,7 +236,7 @@ export class MilterSession {
     this.destroy('protocol error');
   }
 
-  private async dispatch(cmd: Command): Promise<void> {
+  private dispatch(cmd: Command): void | Promise<void> {
     if (cmd.kind === 'optneg') return this.onOptneg(cmd);
     if (!this.negotiated) throw new MilterProtocolError('command before negotiation', cmd.kind);
     const h = this.handler;
@@ -337,23 +341,39 @@ export class MilterSession {
     }
   }
 
-  private async answer(stage: Stage, call: () => Verdict | { kind: 'skip' } | Promise<Verdict | { kind: 'skip' }>) {
-    const noReply = (this.negotiated!.protocol & NO_REPLY_FLAG[stage]) !== 0;
-    let reply: Verdict | { kind: 'skip' };
+  /**
+   * Run one stage and send its reply. A handler that answers synchronously (the common case: a
+   * header no check hooks) is handled without a promise, so the next frame follows at once.
+   */
+  private answer(stage: Stage, call: () => StageReply | Promise<StageReply>): void | Promise<void> {
+    let result: StageReply | Promise<StageReply>;
     try {
-      reply = await this.withProgress(call);
+      result = call();
     } catch (err) {
-      this.log.error({ err, stage }, 'handler failed; answering tempfail');
-      this.opts.metrics.error('handler');
-      reply = { kind: 'tempfail' };
+      return this.reply(stage, this.handlerFailed(err, stage));
     }
+    if (!(result instanceof Promise)) return this.reply(stage, result);
+    return this.withProgress(() => result).then(
+      (r) => this.reply(stage, r),
+      (err: unknown) => this.reply(stage, this.handlerFailed(err, stage)),
+    );
+  }
+
+  private handlerFailed(err: unknown, stage: string): Verdict {
+    this.log.error({ err, stage }, 'handler failed; answering tempfail');
+    this.opts.metrics.error('handler');
+    return { kind: 'tempfail' };
+  }
+
+  private reply(stage: Stage, answer: StageReply): void {
     if (this.closed) return;
+    let reply = answer;
     if (reply.kind === 'skip' && !(this.negotiated!.protocol & Proto.SKIP)) reply = { kind: 'continue' };
-    if (noReply) {
+    if ((this.negotiated!.protocol & NO_REPLY_FLAG[stage]) !== 0) {
       if (reply.kind !== 'continue') this.log.warn({ stage, reply: reply.kind }, 'verdict at a no-reply stage dropped');
       return;
     }
-    this.socket.write(encodeResponse(reply));
+    this.socket.write(reply.kind === 'continue' ? CONTINUE_FRAME : encodeResponse(reply));
     // A final verdict ends the message (at RCPT it only concerns that recipient).
     if (FINAL_VERDICTS.has(reply.kind) && stage !== 'rcpt' && this.inMessage) {
       this.opts.metrics.verdict(reply.kind);
