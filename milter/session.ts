@@ -11,15 +11,17 @@ import { parseCommand, type Command } from './protocol/commands.ts';
 import { Cmd, Proto } from './protocol/constants.ts';
 import { MilterProtocolError } from './protocol/errors.ts';
 import { FrameDecoder, type RawFrame } from './protocol/framing.ts';
-import { ACTION_FOR, NO_REPLY_FLAG, negotiate, type Negotiated } from './protocol/negotiate.ts';
-import { encodeResponse, type Modification, type Response, type Verdict } from './protocol/responses.ts';
+import { COMMAND_STAGE, NO_REPLY_FLAG, negotiate, type Negotiated } from './protocol/negotiate.ts';
+import { encodeResponse, type Modification, type Verdict } from './protocol/responses.ts';
+import { encodeEndOfMessage } from './end-of-message.ts';
+import { MacroStore } from './macros.ts';
 
 export interface SessionOptions {
   connId: string;
   maxFrameBytes: number;
   idleTimeoutMs: number;
   progressIntervalMs: number;
-  /** Negotiate SMFIP_NR_* (see negotiate.ts for why TCP sessions answer every stage). */
+  /** Negotiate SMFIP_NR_* for the stages the handler never answers (config `milter.noReply`). */
   useNoReply: boolean;
   /**
    * Answer every received segment that needs no reply with SMFIR_PROGRESS (for TCP). Postfix
@@ -35,9 +37,6 @@ export interface SessionOptions {
   metrics: MilterMetrics;
 }
 
-/** Macro stages in lookup order: the newest stage wins, as in libmilter. */
-const MACRO_ORDER = [Cmd.BODYEOB, Cmd.EOH, Cmd.HEADER, Cmd.DATA, Cmd.RCPT, Cmd.MAIL, Cmd.HELO, Cmd.CONNECT];
-const CONNECTION_MACROS = new Set<number>([Cmd.CONNECT, Cmd.HELO]);
 /** Frames queued beyond this pause the socket (Postfix streams headers and body under NR_*). */
 const MAX_QUEUED_FRAMES = 64;
 
@@ -46,17 +45,6 @@ const CONTINUE_FRAME = encodeResponse({ kind: 'continue' });
 
 type StageReply = Verdict | { kind: 'skip' };
 
-const STAGE_OF: Partial<Record<number, Stage>> = {
-  [Cmd.CONNECT]: 'connect',
-  [Cmd.HELO]: 'helo',
-  [Cmd.MAIL]: 'mail',
-  [Cmd.RCPT]: 'rcpt',
-  [Cmd.DATA]: 'data',
-  [Cmd.HEADER]: 'header',
-  [Cmd.EOH]: 'eoh',
-  [Cmd.BODY]: 'body',
-  [Cmd.UNKNOWN]: 'unknown',
-};
 
 const FINAL_VERDICTS = new Set(['accept', 'reject', 'tempfail', 'discard', 'replycode']);
 
@@ -65,7 +53,7 @@ export class MilterSession {
   private readonly decoder: FrameDecoder;
   private handler: MilterHandler;
   private negotiated: Negotiated | undefined;
-  private readonly macros = new Map<number, Map<string, string>>();
+  private readonly macros = new MacroStore();
   /** Frames waiting for the handler, in order; a protocol error found while framing goes last. */
   private readonly queue: Array<RawFrame | MilterProtocolError> = [];
   private running = false;
@@ -149,11 +137,7 @@ export class MilterSession {
   }
 
   macro(name: string): string | undefined {
-    for (const stage of MACRO_ORDER) {
-      const v = this.macros.get(stage)?.get(name);
-      if (v !== undefined) return v;
-    }
-    return undefined;
+    return this.macros.get(name);
   }
 
   private onData(chunk: Buffer): void {
@@ -181,7 +165,7 @@ export class MilterSession {
 
   /** Whether the MTA waits for our answer to this command (so our reply will carry the ACK). */
   private expectsReply(code: number): boolean {
-    const stage = STAGE_OF[code];
+    const stage = COMMAND_STAGE[code];
     if (stage) return !this.negotiated || (this.negotiated.protocol & NO_REPLY_FLAG[stage]) === 0;
     return code === Cmd.BODYEOB || code === Cmd.OPTNEG;
   }
@@ -298,13 +282,9 @@ export class MilterSession {
   }
 
   private onMacro(forCommand: number, pairs: Array<[string, string]>): void {
-    let stage = this.macros.get(forCommand);
-    if (!stage) this.macros.set(forCommand, (stage = new Map()));
-    for (const [name, value] of pairs) {
-      stage.set(name, value);
-      if (name === 'v' && value.startsWith('Postfix')) this.mtaIsPostfix = true;
-    }
-    const qid = stage.get('i');
+    this.macros.add(forCommand, pairs);
+    for (const [name, value] of pairs) if (name === 'v' && value.startsWith('Postfix')) this.mtaIsPostfix = true;
+    const qid = this.macros.get('i');
     if (qid && qid !== this.qid) {
       this.qid = qid;
       this.log = this.opts.log.child({ qid });
@@ -320,7 +300,7 @@ export class MilterSession {
 
   private endMessage(): void {
     this.inMessage = false;
-    for (const stage of [...this.macros.keys()]) if (!CONNECTION_MACROS.has(stage)) this.macros.delete(stage);
+    this.macros.endMessage();
     if (this.qid) {
       this.qid = undefined;
       this.log = this.opts.log;
@@ -398,10 +378,9 @@ export class MilterSession {
       verdict = { kind: 'tempfail' };
     }
     if (this.closed) return;
-    // Every modification plus the verdict in one write: one TCP segment, no Nagle/delayed-ACK stall.
-    const frames = this.encodeModifications(mods);
-    frames.push(encodeResponse(verdict.kind === 'continue' ? { kind: 'accept' } : verdict));
-    this.socket.write(frames.length === 1 ? frames[0]! : Buffer.concat(frames));
+    const { bytes, dropped } = encodeEndOfMessage(mods, verdict, this.negotiated!);
+    for (const m of dropped) this.log.warn({ modification: m.kind }, 'modification not negotiated with the MTA; dropped');
+    this.socket.write(bytes);
     this.opts.metrics.verdict(verdict.kind === 'continue' ? 'accept' : verdict.kind);
     this.opts.metrics.endOfMessageSeconds((performance.now() - started) / 1000);
     this.endMessage();
@@ -415,22 +394,6 @@ export class MilterSession {
     }
   }
 
-  private encodeModifications(mods: Modification[]): Buffer[] {
-    const out: Buffer[] = [];
-    const leadSpace = (this.negotiated!.protocol & Proto.HDR_LEADSPC) !== 0;
-    for (const m of mods) {
-      const needed = ACTION_FOR[m.kind] ?? 0;
-      if ((this.negotiated!.actions & needed) !== needed) {
-        this.log.warn({ modification: m.kind }, 'modification not negotiated with the MTA; dropped');
-        continue;
-      }
-      let mod: Response = m;
-      // With HDR_LEADSPC the MTA copies the value verbatim after the colon, so we supply the space.
-      if (leadSpace && 'value' in m && m.value !== '' && !/^[ \t]/.test(m.value)) mod = { ...m, value: ` ${m.value}` };
-      out.push(encodeResponse(mod));
-    }
-    return out;
-  }
 
   private finish(): void {
     if (this.closed) return;

@@ -9,7 +9,7 @@ import { parseListen, type ListenAddress } from '../../core/listen.ts';
 import { encodeCommand, type Command, type Macros } from '../protocol/commands.ts';
 import { ALL_ACTIONS, Cmd, Family, MILTER_VERSION, Proto, type FamilyCode } from '../protocol/constants.ts';
 import { FrameDecoder } from '../protocol/framing.ts';
-import { NO_REPLY_FLAG, SKIP_FLAG } from '../protocol/negotiate.ts';
+import { COMMAND_STAGE, NO_REPLY_FLAG, SKIP_FLAG } from '../protocol/negotiate.ts';
 import { parseResponse, type Modification, type Response, type Verdict } from '../protocol/responses.ts';
 import type { Stage } from '../handler.ts';
 
@@ -176,7 +176,7 @@ export class MilterClient {
 
   /** Macros go before their command, and (as Postfix does) not at all for a stage negotiated away. */
   macros(forCommand: number, macros: Macros | undefined): void {
-    const stage = MACRO_STAGE[forCommand];
+    const stage = COMMAND_STAGE[forCommand];
     if (stage && this.skips(stage)) return;
     if (macros && macros.length > 0) this.send({ kind: 'macro', forCommand, macros });
   }
@@ -249,14 +249,6 @@ export class MilterClient {
   }
 }
 
-const MACRO_STAGE: Partial<Record<number, Stage>> = {
-  [Cmd.CONNECT]: 'connect',
-  [Cmd.HELO]: 'helo',
-  [Cmd.MAIL]: 'mail',
-  [Cmd.RCPT]: 'rcpt',
-  [Cmd.DATA]: 'data',
-  [Cmd.EOH]: 'eoh',
-};
 
 const MODIFICATIONS = new Set(['addheader', 'insheader', 'chgheader', 'addrcpt', 'addrcptPar', 'delrcpt', 'chgfrom', 'quarantine', 'replbody']);
 

@@ -4,7 +4,7 @@
  * needs. A lower MTA version (2–5) is accepted and simply gets fewer features.
  */
 import type { HandlerNeeds, Stage } from '../handler.ts';
-import { Action, MILTER_VERSION, Proto } from './constants.ts';
+import { Action, Cmd, MILTER_VERSION, Proto } from './constants.ts';
 import { MilterProtocolError } from './errors.ts';
 import type { MacroRequest, Response } from './responses.ts';
 
@@ -32,6 +32,19 @@ export const NO_REPLY_FLAG: Record<Stage, number> = {
   unknown: Proto.NR_UNKN,
 };
 
+/** The stage each SMFIC_* command belongs to (for its NO* / NR_* flag). */
+export const COMMAND_STAGE: Partial<Record<number, Stage>> = {
+  [Cmd.CONNECT]: 'connect',
+  [Cmd.HELO]: 'helo',
+  [Cmd.MAIL]: 'mail',
+  [Cmd.RCPT]: 'rcpt',
+  [Cmd.DATA]: 'data',
+  [Cmd.HEADER]: 'header',
+  [Cmd.EOH]: 'eoh',
+  [Cmd.BODY]: 'body',
+  [Cmd.UNKNOWN]: 'unknown',
+};
+
 export interface Negotiated {
   version: number;
   actions: number;
@@ -45,9 +58,10 @@ export interface Offer {
 }
 
 /**
- * `useNoReply: false` answers every stage. Over TCP that is faster: Postfix leaves Nagle on for
- * milter connections, so a run of commands we do not answer waits for our delayed ACK (~40 ms a
- * message); a reply carries the ACK at once. Unix sockets have no such stall.
+ * `useNoReply: false` answers every stage (config `milter.noReply`). With no-reply stages over
+ * TCP, Postfix (Nagle on) would wait ~40 ms a message for our delayed ACK; the session avoids
+ * that by answering such segments with PROGRESS (session.ts, ackSegments), and no-reply is then
+ * the faster choice on both transports (bench/README.md).
  */
 export function negotiate(
   offer: Offer,
