@@ -23,7 +23,7 @@ withServiceOptions(
   program.command('start').description('run every service in the foreground and print the Postfix lines to add'),
 ).action(async (opts: ServiceOptions) => {
   const config = loadOrExit(opts, 'milter');
-  const rt = await startRuntime(config, 'ceerion');
+  const rt = await startRuntime(config);
   const milter = createMilterServer(config, { log: rt.log.child({ service: 'milter' }), registry: rt.registry });
   rt.lifecycle.add({ name: 'milter', stop: () => milter.stop() });
   const address = await milter.start();

@@ -50,7 +50,8 @@ export function loadOrExit(opts: ServiceOptions, listenKey?: 'milter'): Config {
   }
 }
 
-export async function startRuntime(config: Config, service: string): Promise<Runtime> {
+/** `service` names the process's log lines; `start` runs several and names them per service instead. */
+export async function startRuntime(config: Config, service?: string): Promise<Runtime> {
   const log = createLogger(config.log.level, service);
   const registry = createRegistry();
   const lifecycle = new Lifecycle(log);
