@@ -6,62 +6,19 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Check } from '../../milter/checks/types.ts';
-import { LOCAL_CONNECT, MilterClient, POSTFIX_OFFER, type MessageSpec } from '../../milter/client/milter-client.ts';
+import { POSTFIX_OFFER, type MessageSpec } from '../../milter/client/milter-client.ts';
 import { encodeCommand, type Command } from '../../milter/protocol/commands.ts';
 import { Action, ALL_ACTIONS, Cmd, Proto } from '../../milter/protocol/constants.ts';
 import { FrameDecoder } from '../../milter/protocol/framing.ts';
 import { buildReplyCode } from '../../milter/protocol/replycode.ts';
 import { parseResponse, type Modification, type Response, type Verdict } from '../../milter/protocol/responses.ts';
-import { startTestMilter, type TestMilter } from '../helpers/milter.ts';
+import { counter, messageSpec, ready, setup } from '../helpers/session.ts';
 
-type StartOptions = NonNullable<Parameters<typeof startTestMilter>[0]>;
-
-async function setup(t: TestContext, opts: StartOptions = {}) {
-  const m = await startTestMilter(opts);
-  const clients: MilterClient[] = [];
-  t.after(async () => {
-    for (const c of clients) c.destroy();
-    await m.stop();
-  });
-  const connect = async () => {
-    const c = await MilterClient.connect(m.address);
-    clients.push(c);
-    return c;
-  };
-  return { m, connect };
-}
-
-/** A client that has negotiated like Postfix and sent CONNECT and HELO. */
-async function ready(connect: () => Promise<MilterClient>, offer = POSTFIX_OFFER) {
-  const c = await connect();
-  await c.negotiate(offer);
-  await c.connectStage(LOCAL_CONNECT);
-  await c.helo('client.example');
-  return c;
-}
-
-function spec(over: Partial<MessageSpec> = {}): MessageSpec {
-  return {
-    from: '<alice@example.org>',
-    rcpts: ['<bob@example.net>'],
-    headers: [['Subject', 'hello']],
-    body: 'Hello Bob.\r\n',
-    macros: { mail: [['i', 'QCHECK1']] },
-    ...over,
-  };
-}
-
-async function counter(m: TestMilter, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = m.registry.getSingleMetric(name);
-  assert.ok(metric, `${name} is registered`);
-  const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
-    .reduce((sum, v) => sum + v.value, 0);
-}
+/** The shared message with this file's queue id. */
+const spec = (over: Partial<MessageSpec> = {}): MessageSpec => messageSpec({ macros: { mail: [['i', 'QCHECK1']] }, ...over });
 
 const traceOf = (mods: Modification[]) => mods.find((x) => x.kind === 'insheader')?.value;
 const REF = /\(ref [0-9a-f]{10}\.1\)$/;

@@ -15,52 +15,11 @@ import { LOCAL_CONNECT, MilterClient, POSTFIX_OFFER, type MessageSpec } from '..
 import { encodeCommand } from '../../milter/protocol/commands.ts';
 import { Cmd } from '../../milter/protocol/constants.ts';
 import { encodeFrame } from '../../milter/protocol/framing.ts';
-import { startTestMilter, type TestMilter } from '../helpers/milter.ts';
+import { startTestMilter } from '../helpers/milter.ts';
+import { counter, messageSpec, ready, setup } from '../helpers/session.ts';
 
-type StartOptions = NonNullable<Parameters<typeof startTestMilter>[0]>;
-
-async function setup(t: TestContext, opts: StartOptions = {}) {
-  const m = await startTestMilter(opts);
-  const clients: MilterClient[] = [];
-  t.after(async () => {
-    for (const c of clients) c.destroy();
-    await m.stop();
-  });
-  const connect = async () => {
-    const c = await MilterClient.connect(m.address);
-    clients.push(c);
-    return c;
-  };
-  return { m, connect };
-}
-
-async function ready(connect: () => Promise<MilterClient>) {
-  const c = await connect();
-  await c.negotiate();
-  await c.connectStage(LOCAL_CONNECT);
-  await c.helo('client.example');
-  return c;
-}
-
-function spec(over: Partial<MessageSpec> = {}): MessageSpec {
-  return {
-    from: '<alice@example.org>',
-    rcpts: ['<bob@example.net>'],
-    headers: [['Subject', 'hello']],
-    body: 'Hello Bob.\r\n',
-    macros: { mail: [['i', 'QSERVER1']] },
-    ...over,
-  };
-}
-
-async function counter(m: TestMilter, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = m.registry.getSingleMetric(name);
-  assert.ok(metric, `${name} is registered`);
-  const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
-    .reduce((sum, v) => sum + v.value, 0);
-}
+/** The shared message with this file's queue id. */
+const spec = (over: Partial<MessageSpec> = {}): MessageSpec => messageSpec({ macros: { mail: [['i', 'QSERVER1']] }, ...over });
 
 /** Fails the test instead of hanging it when the server does not close the connection. */
 async function closedWithin(c: MilterClient, ms: number, what: string): Promise<void> {

@@ -10,58 +10,28 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { Check } from '../../milter/checks/types.ts';
-import { LOCAL_CONNECT, MilterClient, POSTFIX_OFFER, type MessageSpec } from '../../milter/client/milter-client.ts';
+import { LOCAL_CONNECT, POSTFIX_OFFER, type MessageSpec } from '../../milter/client/milter-client.ts';
 import { REQUESTED_MACROS } from '../../milter/pipeline-handler.ts';
 import { Action, Cmd, Family, MacroStage, Proto } from '../../milter/protocol/constants.ts';
 import { encodeFrame } from '../../milter/protocol/framing.ts';
 import type { Modification } from '../../milter/protocol/responses.ts';
-import { startTestMilter, type TestMilter } from '../helpers/milter.ts';
+import { counter, messageSpec, ready, setup, type StartOptions } from '../helpers/session.ts';
 
-type StartOptions = NonNullable<Parameters<typeof startTestMilter>[0]>;
-
-/** A milter plus the clients a test opens; all are closed (clients first) when the test ends. */
-async function setup(t: TestContext, opts: StartOptions = {}) {
-  const m = await startTestMilter(opts);
-  const clients: MilterClient[] = [];
-  t.after(async () => {
-    for (const c of clients) c.destroy();
-    await m.stop();
-  });
-  const connect = async () => {
-    const c = await MilterClient.connect(m.address);
-    clients.push(c);
-    return c;
-  };
-  return { m, connect };
-}
-
-function spec(over: Partial<MessageSpec> = {}): MessageSpec {
-  return {
-    from: '<alice@example.org>',
-    rcpts: ['<bob@example.net>'],
+/** The shared message with this file's From header and queue id. */
+const spec = (over: Partial<MessageSpec> = {}): MessageSpec =>
+  messageSpec({
     headers: [
       ['From', 'Alice <alice@example.org>'],
       ['Subject', 'hello'],
     ],
-    body: 'Hello Bob.\r\n',
     macros: { mail: [['i', '4XyZ1abc']] },
     ...over,
-  };
-}
+  });
 
 function traceHeader(mods: Modification[]): Extract<Modification, { kind: 'insheader' }> {
   const ins = mods.filter((m) => m.kind === 'insheader');
   assert.equal(ins.length, 1, `one insheader in ${JSON.stringify(mods)}`);
   return ins[0] as Extract<Modification, { kind: 'insheader' }>;
-}
-
-async function counter(m: TestMilter, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const metric = m.registry.getSingleMetric(name);
-  assert.ok(metric, `${name} is registered`);
-  const { values } = await metric.get();
-  return values
-    .filter((v) => Object.entries(labels).every(([k, want]) => v.labels[k] === want))
-    .reduce((sum, v) => sum + v.value, 0);
 }
 
 /**
@@ -321,10 +291,7 @@ describe('ABORT, QUIT and QUIT_NC', () => {
   test('ABORT mid-message resets the message and keeps the connection; the next message is .2', async (t) => {
     // Every stage answered, so the header's reply proves the server had it before the ABORT.
     const { m, connect } = await setup(t, { milter: { noReply: 'never' } });
-    const c = await connect();
-    await c.negotiate();
-    await c.connectStage(LOCAL_CONNECT);
-    await c.helo('client.example');
+    const c = await ready(connect);
     c.macros(Cmd.MAIL, [['i', 'ABORTED1']]);
     await c.stage('mail', { kind: 'mail', sender: '<a@example.org>', args: [] });
     await c.stage('rcpt', { kind: 'rcpt', recipient: '<b@example.net>', args: [] });

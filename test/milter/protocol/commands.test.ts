@@ -4,35 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeCommand, parseCommand, type Command } from '../../../milter/protocol/commands.ts';
 import { MilterProtocolError } from '../../../milter/protocol/errors.ts';
-import { FrameDecoder, type RawFrame } from '../../../milter/protocol/framing.ts';
-
-/** Bytes from numbers (one byte each) and ASCII strings. */
-const b = (...parts: Array<number | string>): Buffer =>
-  Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p, 'latin1'))));
-
-function sameFrames(got: RawFrame[], want: RawFrame[], where: string): void {
-  assert.equal(got.length, want.length, `${where}: frame count`);
-  got.forEach((f, i) => {
-    assert.equal(f.code, want[i]!.code, `${where}: code of frame ${i}`);
-    assert.ok(f.payload.equals(want[i]!.payload), `${where}: payload of frame ${i}`);
-  });
-}
-
-/** Decode whole, in two pieces at every offset, and one byte at a time; all must give the same frames. */
-function decodeEveryWay(bytes: Buffer): RawFrame[] {
-  const want = new FrameDecoder().push(bytes);
-  for (let i = 1; i < bytes.length; i++) {
-    const d = new FrameDecoder();
-    sameFrames([...d.push(bytes.subarray(0, i)), ...d.push(bytes.subarray(i))], want, `split at ${i}`);
-    assert.equal(d.pendingBytes, 0);
-  }
-  const d = new FrameDecoder();
-  const got: RawFrame[] = [];
-  for (let i = 0; i < bytes.length; i++) got.push(...d.push(bytes.subarray(i, i + 1)));
-  sameFrames(got, want, 'one byte at a time');
-  assert.equal(d.pendingBytes, 0);
-  return want;
-}
+import { FrameDecoder } from '../../../milter/protocol/framing.ts';
+import { b, decodeEveryWay } from '../../helpers/frames.ts';
 
 const protocolError = (reason: string) => (err: unknown) => {
   assert.ok(err instanceof MilterProtocolError, `expected MilterProtocolError, got ${String(err)}`);
@@ -169,14 +142,14 @@ for (const row of TABLE) {
     assert.deepEqual(encodeCommand(row.value), row.canonical ?? row.bytes);
   });
   test(`command ${row.name}: every split decodes the same`, () => {
-    const frames = decodeEveryWay(row.bytes);
+    const frames = decodeEveryWay(row.bytes, { pendingBytes: 0 });
     assert.deepEqual(frames.map(parseCommand), [row.value]);
   });
 }
 
 test('all commands back to back in one stream, at every split', () => {
   const small = TABLE.filter((r) => r.bytes.length < 1000);
-  const frames = decodeEveryWay(Buffer.concat(small.map((r) => r.bytes)));
+  const frames = decodeEveryWay(Buffer.concat(small.map((r) => r.bytes)), { pendingBytes: 0 });
   assert.deepEqual(frames.map(parseCommand), small.map((r) => r.value));
 });
 
@@ -232,7 +205,7 @@ for (const row of ERRORS) {
       }
       return;
     }
-    const frames = decodeEveryWay(row.bytes);
+    const frames = decodeEveryWay(row.bytes, { pendingBytes: 0 });
     assert.equal(frames.length, 1);
     assert.throws(() => parseCommand(frames[0]!), protocolError(row.reason));
   });

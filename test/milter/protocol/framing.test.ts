@@ -5,35 +5,7 @@ import assert from 'node:assert/strict';
 import { DEFAULT_MAX_FRAME } from '../../../milter/protocol/constants.ts';
 import { MilterProtocolError } from '../../../milter/protocol/errors.ts';
 import { encodeFrame, FrameDecoder, type RawFrame } from '../../../milter/protocol/framing.ts';
-
-/** Bytes from numbers (one byte each) and ASCII strings. */
-const b = (...parts: Array<number | string>): Buffer =>
-  Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p, 'latin1'))));
-
-function sameFrames(got: RawFrame[], want: RawFrame[], where: string): void {
-  assert.equal(got.length, want.length, `${where}: frame count`);
-  got.forEach((f, i) => {
-    assert.equal(f.code, want[i]!.code, `${where}: code of frame ${i}`);
-    assert.ok(f.payload.equals(want[i]!.payload), `${where}: payload of frame ${i}`);
-  });
-}
-
-/** Decode `bytes` whole, in two pieces at every offset, and one byte at a time: all must agree. */
-function decodeEveryWay(bytes: Buffer, maxFrame?: number): RawFrame[] {
-  const whole = new FrameDecoder(maxFrame);
-  const want = whole.push(bytes);
-  for (let i = 1; i < bytes.length; i++) {
-    const d = new FrameDecoder(maxFrame);
-    sameFrames([...d.push(bytes.subarray(0, i)), ...d.push(bytes.subarray(i))], want, `split at ${i}`);
-    assert.equal(d.pendingBytes, whole.pendingBytes, `split at ${i}: pending bytes`);
-  }
-  const d = new FrameDecoder(maxFrame);
-  const got: RawFrame[] = [];
-  for (let i = 0; i < bytes.length; i++) got.push(...d.push(bytes.subarray(i, i + 1)));
-  sameFrames(got, want, 'one byte at a time');
-  assert.equal(d.pendingBytes, whole.pendingBytes, 'one byte at a time: pending bytes');
-  return want;
-}
+import { b, decodeEveryWay } from '../../helpers/frames.ts';
 
 /** Every way of feeding `bytes` must end in a MilterProtocolError with `reason`. */
 function rejectsEveryWay(bytes: Buffer, reason: string, maxFrame?: number): void {
@@ -110,7 +82,7 @@ test('FrameDecoder: a partial frame stays pending until its last byte', () => {
 test('FrameDecoder: a frame of exactly the cap is accepted, one byte more is not', () => {
   const cap = 16;
   const atCap = Buffer.concat([b(0, 0, 0, 16, 'B'), Buffer.alloc(15, 0x2e)]);
-  const frames = decodeEveryWay(atCap, cap);
+  const frames = decodeEveryWay(atCap, { maxFrame: cap });
   assert.equal(frames[0]!.payload.length, 15);
   rejectsEveryWay(Buffer.concat([b(0, 0, 0, 17, 'B'), Buffer.alloc(16, 0x2e)]), 'frame too large', cap);
 });

@@ -3,36 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MilterProtocolError } from '../../../milter/protocol/errors.ts';
-import { FrameDecoder, type RawFrame } from '../../../milter/protocol/framing.ts';
+import { FrameDecoder } from '../../../milter/protocol/framing.ts';
 import { encodeResponse, isFinalResponse, parseResponse, type Response } from '../../../milter/protocol/responses.ts';
-
-/** Bytes from numbers (one byte each) and ASCII strings. */
-const b = (...parts: Array<number | string>): Buffer =>
-  Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p, 'latin1'))));
-
-function sameFrames(got: RawFrame[], want: RawFrame[], where: string): void {
-  assert.equal(got.length, want.length, `${where}: frame count`);
-  got.forEach((f, i) => {
-    assert.equal(f.code, want[i]!.code, `${where}: code of frame ${i}`);
-    assert.ok(f.payload.equals(want[i]!.payload), `${where}: payload of frame ${i}`);
-  });
-}
-
-/** Decode whole, in two pieces at every offset, and one byte at a time; all must give the same frames. */
-function decodeEveryWay(bytes: Buffer): RawFrame[] {
-  const want = new FrameDecoder().push(bytes);
-  for (let i = 1; i < bytes.length; i++) {
-    const d = new FrameDecoder();
-    sameFrames([...d.push(bytes.subarray(0, i)), ...d.push(bytes.subarray(i))], want, `split at ${i}`);
-    assert.equal(d.pendingBytes, 0);
-  }
-  const d = new FrameDecoder();
-  const got: RawFrame[] = [];
-  for (let i = 0; i < bytes.length; i++) got.push(...d.push(bytes.subarray(i, i + 1)));
-  sameFrames(got, want, 'one byte at a time');
-  assert.equal(d.pendingBytes, 0);
-  return want;
-}
+import { b, decodeEveryWay } from '../../helpers/frames.ts';
 
 const protocolError = (reason: string) => (err: unknown) => {
   assert.ok(err instanceof MilterProtocolError, `expected MilterProtocolError, got ${String(err)}`);
@@ -167,7 +140,7 @@ for (const row of TABLE) {
     assert.deepEqual(encodeResponse(row.value), row.canonical ?? row.bytes);
   });
   test(`response ${row.name}: every split decodes the same`, () => {
-    assert.deepEqual(decodeEveryWay(row.bytes).map(parseResponse), [row.value]);
+    assert.deepEqual(decodeEveryWay(row.bytes, { pendingBytes: 0 }).map(parseResponse), [row.value]);
   });
 }
 
@@ -184,7 +157,7 @@ test('OPTNEG reply: encoding without a macros field equals encoding with none', 
 });
 
 test('all responses back to back in one stream, at every split', () => {
-  const frames = decodeEveryWay(Buffer.concat(TABLE.map((r) => r.bytes)));
+  const frames = decodeEveryWay(Buffer.concat(TABLE.map((r) => r.bytes)), { pendingBytes: 0 });
   assert.deepEqual(frames.map(parseResponse), TABLE.map((r) => r.value));
 });
 
@@ -226,7 +199,7 @@ const ERRORS: Array<{ name: string; bytes: Buffer; reason: string }> = [
 
 for (const row of ERRORS) {
   test(`response error: ${row.name}`, () => {
-    const frames = decodeEveryWay(row.bytes);
+    const frames = decodeEveryWay(row.bytes, { pendingBytes: 0 });
     assert.equal(frames.length, 1);
     assert.throws(() => parseResponse(frames[0]!), protocolError(row.reason));
   });
