@@ -7,10 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Check } from '../../milter/checks/types.ts';
 import { buildReplyCode } from '../../milter/protocol/replycode.ts';
-import { startPostfix } from '../harness/postfix.ts';
 import { openSmtpSession, sendMail } from '../harness/smtp-client.ts';
-import { startSmtpSink } from '../harness/smtp-sink.ts';
-import { startTestMilter } from '../helpers/milter.ts';
+import { startPostfixStack } from '../helpers/postfix-stack.ts';
 
 /** Decides by Subject, so one milter can answer accept, reject and tempfail. */
 const subjectVerdicts: Check = {
@@ -30,12 +28,7 @@ const message = (subject: string, extra = '') =>
   `From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: ${subject}\nMessage-ID: <${subject.replace(/\W/g, '')}@example.com>\n${extra}\nHello Bob.\n`;
 
 test('a message through Postfix reaches the sink with our trace header; checks give 5xx and 4xx', async (t) => {
-  const sink = await startSmtpSink();
-  t.after(() => sink.close());
-  const milter = await startTestMilter({ checks: [subjectVerdicts] });
-  t.after(() => milter.stop());
-  const pf = await startPostfix({ milter: milter.address, relayPort: sink.port });
-  t.after(() => pf.stop());
+  const { sink, pf } = await startPostfixStack(t, [subjectVerdicts]);
 
   const ok = await sendMail({
     port: pf.smtpPort,
@@ -73,12 +66,7 @@ test('a message through Postfix reaches the sink with our trace header; checks g
 });
 
 test('many messages on one SMTP session all pass the milter', async (t) => {
-  const sink = await startSmtpSink();
-  t.after(() => sink.close());
-  const milter = await startTestMilter();
-  t.after(() => milter.stop());
-  const pf = await startPostfix({ milter: milter.address, relayPort: sink.port });
-  t.after(() => pf.stop());
+  const { sink, pf } = await startPostfixStack(t);
   const session = await openSmtpSession(pf.smtpPort);
   for (let i = 0; i < 20; i++) {
     const r = await session.send({ from: 'alice@example.com', to: ['bob@example.org'], data: message(`batch ${i}`) });

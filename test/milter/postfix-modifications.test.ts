@@ -12,10 +12,8 @@ import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Check } from '../../milter/checks/types.ts';
 import { Action } from '../../milter/protocol/constants.ts';
-import { startPostfix } from '../harness/postfix.ts';
 import { sendMail } from '../harness/smtp-client.ts';
-import { startSmtpSink } from '../harness/smtp-sink.ts';
-import { startTestMilter } from '../helpers/milter.ts';
+import { startPostfixStack } from '../helpers/postfix-stack.ts';
 
 const exec = promisify(execFile);
 
@@ -41,12 +39,7 @@ const rewrite: Check = {
 };
 
 test('Postfix applies every modification our milter sends', async (t) => {
-  const sink = await startSmtpSink();
-  t.after(() => sink.close());
-  const milter = await startTestMilter({ checks: [rewrite] });
-  t.after(() => milter.stop());
-  const pf = await startPostfix({ milter: milter.address, relayPort: sink.port });
-  t.after(() => pf.stop());
+  const { sink, pf } = await startPostfixStack(t, [rewrite]);
 
   const data =
     'From: alice@example.com\nTo: bob@example.org, dave@example.org\nSubject: rewrite me\n' +
@@ -69,12 +62,7 @@ test('Postfix applies every modification our milter sends', async (t) => {
 });
 
 test('QUARANTINE puts the message on hold: accepted, not delivered, and recorded in the trace header', async (t) => {
-  const sink = await startSmtpSink();
-  t.after(() => sink.close());
-  const milter = await startTestMilter({ checks: [rewrite] });
-  t.after(() => milter.stop());
-  const pf = await startPostfix({ milter: milter.address, relayPort: sink.port });
-  t.after(() => pf.stop());
+  const { sink, pf } = await startPostfixStack(t, [rewrite]);
 
   const r = await sendMail({ port: pf.smtpPort, from: 'alice@example.com', to: ['bob@example.org'], data: 'Subject: please hold me\n\nbody\n' });
   assert.equal(r.code, 250, r.text);
