@@ -5,6 +5,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { parseListen } from '../listen.ts';
+import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter-checks.ts';
 
 const listenAddress = z.string().superRefine((value, ctx) => {
   try {
@@ -61,6 +62,9 @@ export const milterSchema = z
           })
           .strict()
           .default({}),
+        auth: authSchema.default({}),
+        dkimSign: dkimSignSchema.default({}),
+        antivirus: antivirusSchema.default({}),
       })
       .strict()
       .default({}),
@@ -85,6 +89,7 @@ export const configSchema = z
       })
       .strict()
       .default({}),
+    dns: dnsSchema.default({}),
     milter: milterSchema.default({}),
   })
   .strict();
@@ -92,3 +97,7 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 export type MilterConfig = Config['milter'];
 export type FailureVerdict = z.infer<typeof failureVerdict>;
+export type DnsConfig = Config['dns'];
+export type AuthConfig = MilterConfig['checks']['auth'];
+export type DkimSignConfig = MilterConfig['checks']['dkimSign'];
+export type AntivirusConfig = MilterConfig['checks']['antivirus'];
