@@ -13,6 +13,18 @@ export interface HeaderField {
   name: string;
   /** The value as received, without the single space after the colon. */
   value: string;
+  /** Everything after the colon exactly as received (leading space included), for byte-exact DKIM. */
+  raw?: string;
+}
+
+/**
+ * The header block as it was on the wire: `Name:raw\r\n` per field, folded lines with CRLF.
+ * Postfix hands folded values to milters with bare LF line breaks; the message had CRLF.
+ */
+export function rawHeaderBlock(headers: readonly HeaderField[]): Buffer {
+  let out = '';
+  for (const h of headers) out += `${h.name}:${(h.raw ?? ` ${h.value}`).replace(/\r?\n/g, '\r\n')}\r\n`;
+  return Buffer.from(out + '\r\n', 'utf8');
 }
 
 const sameName = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();

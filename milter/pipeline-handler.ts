@@ -70,6 +70,7 @@ export class PipelineHandler implements MilterHandler {
       recipients: [],
       headers: [],
       bodyBytes: 0,
+      checkState: new Map(),
       macro: (name) => ctx.macro(name),
       get queueId() {
         return ctx.macro('i');
@@ -121,7 +122,8 @@ export class PipelineHandler implements MilterHandler {
 
   header(ctx: StageContext, name: string, value: string): Verdict {
     const v = ctx.headerLeadingSpace && value.startsWith(' ') ? value.slice(1) : value;
-    this.current(ctx).headers.push({ name, value: v });
+    // Without HDR_LEADSPC the MTA dropped the space after the colon; put the usual one back.
+    this.current(ctx).headers.push({ name, value: v, raw: ctx.headerLeadingSpace ? value : ` ${value}` });
     return CONTINUE;
   }
 
@@ -151,10 +153,16 @@ export class PipelineHandler implements MilterHandler {
   }
 
   abort(): void {
-    this.message = undefined;
+    this.dropMessage();
   }
 
   close(): void {
+    this.dropMessage();
+  }
+
+  /** The message ended without end of message (ABORT, a final verdict, a lost connection). */
+  private dropMessage(): void {
+    if (this.message) this.pipeline.abort(this.message);
     this.message = undefined;
   }
 }

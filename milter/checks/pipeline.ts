@@ -70,6 +70,17 @@ export class CheckPipeline {
     return { verdict: CONTINUE, modifications, outcomes };
   }
 
+  /** Tell every check the message is gone, so streams and buffers it holds are released. */
+  abort(message: MessageState): void {
+    for (const check of this.checks) {
+      try {
+        check.abort?.(message);
+      } catch {
+        // Releasing state must never fail the session.
+      }
+    }
+  }
+
   /**
    * Body chunks go to every check that reads the body, each call under the check's deadline. A
    * check that fails here is not called again for this message; at end of message its failure

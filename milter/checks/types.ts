@@ -16,6 +16,8 @@ export interface MessageState {
   recipients: string[];
   headers: HeaderField[];
   bodyBytes: number;
+  /** Per-check state for this message only (a check keys it by its name). */
+  checkState: Map<string, unknown>;
   /** Checks that failed while reading the body, with the verdict that failure stands for. */
   failedChecks?: Map<string, Verdict>;
   macro(name: string): string | undefined;
@@ -73,6 +75,8 @@ export interface Check {
   /** Body chunks as they stream; no verdict here, decide at endOfMessage. */
   body?(ctx: CheckContext, chunk: Buffer): void | Promise<void>;
   endOfMessage?: Hook;
+  /** The message ended without end of message (ABORT, an earlier verdict, a lost connection): free its state. */
+  abort?(message: MessageState): void;
 }
 
 export type CheckStage = 'connect' | 'helo' | 'envFrom' | 'envRcpt' | 'endOfHeaders' | 'endOfMessage';
