@@ -11,6 +11,11 @@ import type { MessageState } from './types.ts';
 export class MessageStream {
   readonly stream = new PassThrough({ highWaterMark: 256 * 1024 });
   private headersSent = false;
+
+  constructor() {
+    // A consumer that gives up destroys the stream; later writes must not become an uncaught error.
+    this.stream.on('error', () => undefined);
+  }
   /** Bytes written so far (headers included). */
   bytes = 0;
 
@@ -33,6 +38,7 @@ export class MessageStream {
   }
 
   private async push(buf: Buffer): Promise<void> {
+    if (this.stream.destroyed) return;
     this.bytes += buf.length;
     if (!this.stream.write(buf)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);
   }
