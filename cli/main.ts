@@ -4,6 +4,7 @@ import { VERSION } from '../core/version.ts';
 import { postfixSnippet } from '../milter/postfix-snippet.ts';
 import { createMilterServer } from '../milter/service.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type ServiceOptions } from './runtime.ts';
+import { registerDkimCommands } from './dkim.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
@@ -43,5 +44,7 @@ program
     const config = loadOrExit(opts, 'milter');
     process.stdout.write(postfixSnippet(config.milter.listen));
   });
+
+registerDkimCommands(program);
 
 await program.parseAsync(process.argv);
