@@ -3,20 +3,29 @@ import { Command } from 'commander';
 import { VERSION } from '../core/version.ts';
 import { postfixSnippet } from '../milter/postfix-snippet.ts';
 import { createMilterServer } from '../milter/service.ts';
-import { loadOrExit, startRuntime, withServiceOptions, type ServiceOptions } from './runtime.ts';
+import { createResolver } from '../core/dns/index.ts';
+import type { Logger } from '../core/log.ts';
+import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
+import { registerDnsCommands } from './dns.ts';
 import { registerDkimCommands } from './dkim.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
   .version(VERSION);
 
+/** The milter with its DNS resolver, registered for shutdown; resolves to the address it listens on. */
+async function runMilter(rt: Runtime, log: Logger): Promise<string> {
+  const dns = createResolver(rt.config.dns, { log });
+  const server = createMilterServer(rt.config, { log, registry: rt.registry, resolver: dns.resolve });
+  rt.lifecycle.add({ name: 'milter', stop: () => server.stop().then(() => dns.close()) });
+  return server.start();
+}
+
 withServiceOptions(program.command('milter').description('run the Sendmail milter (Postfix smtpd_milters)')).action(
   async (opts: ServiceOptions) => {
     const config = loadOrExit(opts, 'milter');
     const rt = await startRuntime(config, 'milter');
-    const server = createMilterServer(config, { log: rt.log, registry: rt.registry });
-    rt.lifecycle.add({ name: 'milter', stop: () => server.stop() });
-    await server.start();
+    await runMilter(rt, rt.log);
   },
 );
 
@@ -25,9 +34,7 @@ withServiceOptions(
 ).action(async (opts: ServiceOptions) => {
   const config = loadOrExit(opts, 'milter');
   const rt = await startRuntime(config);
-  const milter = createMilterServer(config, { log: rt.log.child({ service: 'milter' }), registry: rt.registry });
-  rt.lifecycle.add({ name: 'milter', stop: () => milter.stop() });
-  const address = await milter.start();
+  const address = await runMilter(rt, rt.log.child({ service: 'milter' }));
   process.stderr.write(
     `\nCEERION is running (milter on ${address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
       postfixSnippet(address) +
@@ -46,5 +53,6 @@ program
   });
 
 registerDkimCommands(program);
+registerDnsCommands(program);
 
 await program.parseAsync(process.argv);

@@ -141,11 +141,16 @@ export class PipelineHandler implements MilterHandler {
   async endOfMessage(ctx: StageContext): Promise<EndOfMessageReply> {
     const msg = this.current(ctx);
     const started = performance.now();
-    const result = await this.pipeline.run('endOfMessage', msg, ctx.log, ctx.signal);
-    logVerdict(ctx.log, msg, result.verdict, result.outcomes.length, performance.now() - started);
-    this.message = undefined;
-    const final = result.verdict.kind !== 'continue' && result.verdict.kind !== 'accept';
-    return { modifications: final ? [] : result.modifications, verdict: result.verdict };
+    try {
+      const result = await this.pipeline.run('endOfMessage', msg, ctx.log, ctx.signal);
+      logVerdict(ctx.log, msg, result.verdict, result.outcomes.length, performance.now() - started);
+      const final = result.verdict.kind !== 'continue' && result.verdict.kind !== 'accept';
+      return { modifications: final ? [] : result.modifications, verdict: result.verdict };
+    } finally {
+      // Checks after a final verdict never ran their end of message: release what they hold
+      // (an open clamd scan, a stream into mailauth) now rather than at their timeout.
+      this.dropMessage();
+    }
   }
 
   unknown(): Verdict {

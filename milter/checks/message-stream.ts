@@ -40,7 +40,14 @@ export class MessageStream {
   private async push(buf: Buffer): Promise<void> {
     if (this.stream.destroyed) return;
     this.bytes += buf.length;
-    if (!this.stream.write(buf)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'close')]);
+    if (this.stream.write(buf)) return;
+    // Wait for the consumer, or for it to give up; the loser's listener is removed either way.
+    const done = new AbortController();
+    try {
+      await Promise.race([once(this.stream, 'drain', { signal: done.signal }), once(this.stream, 'close', { signal: done.signal })]);
+    } finally {
+      done.abort();
+    }
   }
 }
 

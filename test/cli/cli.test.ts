@@ -121,8 +121,12 @@ describe('ceerion CLI', () => {
       macros: { mail: [['i', 'CLIQ1']], eom: [['i', 'CLIQ1']] },
     });
     assert.equal(r.verdict.kind, 'accept');
-    const trace = r.modifications.find((m) => m.kind === 'insheader');
+    const inserted = (name: string) => r.modifications.find((m) => m.kind === 'insheader' && m.name === name);
+    const trace = inserted('X-Ceerion-Milter');
     assert.match(trace?.kind === 'insheader' ? trace.value : '', /queue-id=CLIQ1;/);
+    // The default configuration authenticates inbound mail (against the system's DNS here).
+    const results = inserted('Authentication-Results');
+    assert.match(results?.kind === 'insheader' ? results.value : '', /spf=\w+/);
     await c.quit();
 
     const scrape = async () => {

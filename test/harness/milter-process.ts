@@ -19,7 +19,10 @@ export async function startMilterProcess(
 ): Promise<MilterProcess> {
   const args = [path.join(ROOT, 'bin/ceerion.mjs'), 'milter', '--listen', listen, '--metrics-port', '0'];
   args.push('--log-level', opts.logLevel ?? 'warn', ...(opts.args ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  // The trace-only setup unless a caller turns the others on: authentication would do real DNS
+  // lookups, and signing would read whatever keys this machine has.
+  const env = { ...process.env, CEERION_MILTER_CHECKS_AUTH_ENABLED: 'false', CEERION_MILTER_CHECKS_DKIM_SIGN_ENABLED: 'false', ...opts.env };
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()));

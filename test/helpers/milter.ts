@@ -7,6 +7,7 @@ import type { Check } from '../../milter/checks/types.ts';
 import type { MilterServer } from '../../milter/server.ts';
 import { createMilterServer } from '../../milter/service.ts';
 import type { Registry } from 'prom-client';
+import type { DnsResolver } from '../../core/dns/types.ts';
 
 export interface TestMilter {
   server: MilterServer;
@@ -17,15 +18,23 @@ export interface TestMilter {
 }
 
 export async function startTestMilter(
-  opts: { checks?: Check[]; milter?: Record<string, unknown>; log?: Logger; listen?: string } = {},
+  opts: { checks?: Check[]; milter?: Record<string, unknown>; log?: Logger; listen?: string; resolver?: DnsResolver } = {},
 ): Promise<TestMilter> {
+  // Authentication does DNS lookups and signing reads keys from disk: a test turns them on when
+  // it is about them, so every other test sees the same negotiation on any machine.
+  const checks = { auth: { enabled: false }, dkimSign: { enabled: false }, ...((opts.milter?.checks as Record<string, unknown>) ?? {}) };
   const config = parseConfig({
     hostname: 'mx.test',
     metrics: { enabled: false },
-    milter: { listen: opts.listen ?? 'inet:127.0.0.1:0', ...opts.milter },
+    milter: { listen: opts.listen ?? 'inet:127.0.0.1:0', ...opts.milter, checks },
   });
   const registry = createRegistry(false);
-  const server = createMilterServer(config, { log: opts.log ?? silentLogger, registry, ...(opts.checks ? { checks: opts.checks } : {}) });
+  const server = createMilterServer(config, {
+    log: opts.log ?? silentLogger,
+    registry,
+    ...(opts.checks ? { checks: opts.checks } : {}),
+    ...(opts.resolver ? { resolver: opts.resolver } : {}),
+  });
   const address = await server.start();
   return { server, address, config, registry, stop: () => server.stop(1000) };
 }
