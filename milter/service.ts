@@ -36,7 +36,7 @@ export function buildChecks(config: Config, deps: Partial<Pick<MilterServiceDeps
     if (!deps.resolver) throw new Error('milter.checks.auth is enabled but no DNS resolver was given');
     checks.push(authenticationCheck(auth, { resolver: deps.resolver, authservId: auth.authservId || config.hostname, ...(deps.registry ? { registry: deps.registry } : {}) }));
   }
-  if (antivirus.enabled) checks.push(antivirusCheck(antivirus));
+  if (antivirus.enabled) checks.push(antivirusCheck(antivirus, deps.registry ? { registry: deps.registry } : {}));
   if (dkimSign.enabled) {
     // Unsafe or broken key files stop the start with an error naming the file (DkimKeyError).
     const keys = KeyStore.load({ keysDir: dkimSign.keysDir, selector: dkimSign.selector, algorithms: dkimSign.algorithms });

@@ -8,6 +8,7 @@
  * Only the first `maxBytes` are scanned (clamd refuses more than its StreamMaxLength); the summary
  * then says so: `clean (first N bytes)`.
  */
+import { Counter, type Registry } from 'prom-client';
 import type { AntivirusConfig } from '../../core/config/schema.ts';
 import { scanStream, type ScanResult } from '../clamd/client.ts';
 import { buildReplyCode } from '../protocol/replycode.ts';
@@ -19,6 +20,8 @@ const NAME = 'antivirus';
 export interface AntivirusDeps {
   /** The clamd client; tests may point it elsewhere, the service uses the real one. */
   scan?: typeof scanStream;
+  /** Where `ceerion_milter_av_result_total{result}` is counted. */
+  registry?: Registry;
 }
 
 /** One message's scan: the stream clamd reads, clamd's answer, and how to call it all off. */
@@ -34,6 +37,10 @@ export function antivirusCheck(
   deps: AntivirusDeps = {},
 ): Check {
   const scan = deps.scan ?? scanStream;
+  const results = deps.registry
+    ? ((deps.registry.getSingleMetric('ceerion_milter_av_result_total') as Counter<'result'> | undefined) ??
+      new Counter({ name: 'ceerion_milter_av_result_total', help: 'Antivirus results: clean, virus, error', labelNames: ['result'], registers: [deps.registry] }))
+    : undefined;
 
   const begin = (): Scan => {
     const stream = new MessageStream();
@@ -96,11 +103,18 @@ export function antivirusCheck(
       const m = ctx.message;
       const s = scanOf(m);
       const waitFrom = performance.now();
-      const r = await guarded(ctx, s, async () => {
-        if (s.stream.stream.destroyed) await failedScan(s);
-        await s.stream.end(m);
-        return s.result;
-      });
+      let r: ScanResult;
+      try {
+        r = await guarded(ctx, s, async () => {
+          if (s.stream.stream.destroyed) await failedScan(s);
+          await s.stream.end(m);
+          return s.result;
+        });
+      } catch (err) {
+        results?.inc({ result: 'error' });
+        throw err;
+      }
+      results?.inc({ result: r.kind });
       // ms: the whole scan, first byte to clamd's answer; waitMs: what end of message waited for it.
       const now = performance.now();
       const fields = {

@@ -143,7 +143,7 @@ export class CheckPipeline {
       this.opts.metrics.checkSeconds(check.name, 'ok', (performance.now() - started) / 1000);
       const r = result ?? {};
       return {
-        outcome: { check: check.name, verdict: r.verdict ?? CONTINUE, ...(r.summary ? { summary: r.summary } : {}) },
+        outcome: { check: check.name, verdict: r.verdict ?? CONTINUE, ms: performance.now() - started, ...(r.summary ? { summary: r.summary } : {}) },
         ...(r.modifications ? { modifications: r.modifications } : {}),
       };
     } catch (err) {
@@ -156,7 +156,9 @@ export class CheckPipeline {
         { check: check.name, err: timedOut ? undefined : err, reason: (err as Error)?.message, onError, ref: message.messageId },
         timedOut ? 'check timed out' : 'check failed',
       );
-      return { outcome: { check: check.name, verdict: failureVerdict(onError, check.name, message.messageId), failed: true } };
+      return {
+        outcome: { check: check.name, verdict: failureVerdict(onError, check.name, message.messageId), failed: true, ms: seconds * 1000 },
+      };
     } finally {
       if (timer) clearTimeout(timer);
       unlink?.();

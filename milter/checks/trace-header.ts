@@ -30,7 +30,8 @@ export function traceHeaderCheck(opts: TraceHeaderOptions): Check {
         `verdict=${quarantined ? 'quarantine' : 'accept'}`,
         ...(m.queueId ? [`queue-id=${m.queueId}`] : []),
         `ref=${m.messageId}`,
-        ...ctx.outcomes.filter((o) => o.summary).map((o) => `${o.check}=${o.summary}`),
+        // Each check that ran: its result and how long it held the message at end of message.
+        ...ctx.outcomes.map((o) => `${o.check}=${o.summary ?? (o.failed ? 'failed' : 'ok')} (${(o.ms ?? 0).toFixed(1)} ms)`),
       ];
       return {
         modifications: [...deleteHeaders(m.headers, opts.header), prependHeader(opts.header, fields.join('; '))],

@@ -29,6 +29,8 @@ export interface CheckOutcome {
   verdict: Verdict;
   summary?: string;
   failed?: boolean;
+  /** How long the check took at this stage, in milliseconds. */
+  ms?: number;
 }
 
 export interface CheckContext {

@@ -38,7 +38,7 @@ test('through Postfix: EICAR gets 554 5.7.1 at the SMTP client, a clean message 
   const [delivered] = await sink.waitFor(1, 20_000);
   // Postfix folds the long trace header; unfold it before matching.
   const head = delivered!.data.split('\r\n\r\n')[0]!.replace(/\r\n[ \t]+/g, ' ');
-  assert.match(head, /^X-Ceerion-Milter: .*; queue-id=\w+; ref=\w+\.1; antivirus=clean\r?$/m);
+  assert.match(head, /^X-Ceerion-Milter: .*; queue-id=\w+; ref=\w+\.1; antivirus=clean \(\d+\.\d ms\)\r?$/m);
   assert.match(delivered!.data, /Subject: clean/);
   // Only the clean message got through, and nothing is left in the queue.
   await new Promise((r) => setTimeout(r, 300));
