@@ -23,6 +23,27 @@ export const authSchema = z
     /** Clients in these networks, and authenticated clients ({auth_authen}), skip inbound checks. */
     internalNetworks: z.array(cidr).default(LOOPBACK),
     arc: z.boolean().default(true),
+    /** BIMI lookup for mail that passes DMARC: one cached TXT lookup; the result goes in the A-R header. */
+    bimi: z.boolean().default(true),
+    /**
+     * ARC-seal mail we pass on (forwarders, mailing lists), so the next hop can trust our results.
+     * Sealed only when a recipient matches `recipients` (addresses, or @domain for a whole domain)
+     * and the incoming chain is none or pass.
+     */
+    arcSeal: z
+      .object({
+        enabled: z.boolean().default(false),
+        signingDomain: z.string().default(''),
+        selector: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/i, 'a DNS label such as arc').default('arc'),
+        /** PEM private key (RSA or Ed25519), mode 0600. */
+        keyFile: z.string().default(''),
+        recipients: z.array(z.string().min(2)).default([]),
+      })
+      .strict()
+      .superRefine((v, ctx) => {
+        if (v.enabled && (!v.signingDomain || !v.keyFile)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'arcSeal needs signingDomain and keyFile when enabled' });
+      })
+      .default({}),
     dmarc: z
       .object({
         /** Act on the sender domain's policy; false only records the result in the header. */

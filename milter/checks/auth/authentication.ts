@@ -5,6 +5,7 @@
  * header that claims our authserv-id; enforces the sender's DMARC policy as configured.
  * Authenticated clients and internal networks skip the checks (forged results are still removed).
  */
+import { readFileSync } from 'node:fs';
 import { authenticate } from 'mailauth';
 import type { Registry } from 'prom-client';
 import type { AuthConfig } from '../../../core/config/schema.ts';
@@ -17,6 +18,20 @@ import { MessageStream, stateOf } from '../message-stream.ts';
 import type { Check, CheckContext, MessageState } from '../types.ts';
 import { AuthMetrics } from './metrics.ts';
 import { dmarcAction, forgedResultHeaders, parseHeaderBlock } from './results.ts';
+
+/** The ARC sealing key and the recipients whose mail is sealed, or undefined when sealing is off. */
+function arcSealer(c: AuthConfig['arcSeal']) {
+  if (!c.enabled) return undefined;
+  const privateKey = readFileSync(c.keyFile, 'utf8');
+  const match = (rcpt: string) => {
+    const addr = rcpt.replace(/^<|>$/g, '').toLowerCase();
+    return c.recipients.some((r) => (r.startsWith('@') ? addr.endsWith(r.toLowerCase()) : addr === r.toLowerCase()));
+  };
+  return {
+    options: { signingDomain: c.signingDomain, selector: c.selector, privateKey },
+    wants: (recipients: readonly string[]) => recipients.some(match),
+  };
+}
 
 export interface AuthDeps {
   resolver: DnsResolver;
@@ -42,6 +57,7 @@ export function authenticationCheck(cfg: AuthConfig, deps: AuthDeps): Check {
   const trusted = cidrMatcher(cfg.trustedRelays);
   const metrics = deps.registry ? new AuthMetrics(deps.registry) : undefined;
   const random = deps.random ?? Math.random;
+  const seal = arcSealer(cfg.arcSeal);
 
   function start(m: MessageState): PerMessage {
     const info = m.connection.info;
@@ -57,8 +73,9 @@ export function authenticationCheck(cfg: AuthConfig, deps: AuthDeps): Check {
       mta: deps.authservId,
       resolver: deps.resolver as never,
       disableArc: !cfg.arc,
-      disableBimi: true,
-    });
+      disableBimi: !cfg.bimi,
+      ...(seal && seal.wants(m.recipients) ? { seal: seal.options } : {}),
+    } as Parameters<typeof authenticate>[1]);
     // If mailauth gives up early, stop feeding it (writes to a destroyed stream are dropped).
     result.catch(() => stream.destroy());
     return { stream, result };
@@ -91,11 +108,9 @@ export function authenticationCheck(cfg: AuthConfig, deps: AuthDeps): Check {
       await s.stream.end(m);
       const res = await s.result;
       const fields = parseHeaderBlock(res.headers);
-      // Received-SPF first, then Authentication-Results, both on top (A-R ends up above). mailauth
-      // has folded the values already.
-      for (const name of [/^received-spf$/i, /^authentication-results$/i]) {
-        for (const f of fields.filter((f) => name.test(f.name))) mods.push({ kind: 'insheader', index: 0, name: f.name, value: f.value });
-      }
+      // mailauth's headers (ARC set when sealing, Received-SPF, Authentication-Results), on top in
+      // its order: inserting each at index 0, last first. It has folded the values already.
+      for (const f of [...fields].reverse()) mods.push({ kind: 'insheader', index: 0, name: f.name, value: f.value });
 
       const spf = res.spf ? res.spf.status.result : 'none';
       const dkims: string[] = (res.dkim?.results ?? []).map((r: { status: { result: string } }) => r.status.result);

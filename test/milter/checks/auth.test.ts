@@ -72,6 +72,9 @@ test('signed, SPF-authorised mail passes SPF, DKIM and DMARC, in one Authenticat
   assert.doesNotMatch(ar(r), /\r/, 'folded with LF for Postfix');
   assert.equal(header(r, 'Received-SPF').length, 1);
   assert.ok(resolver.calls.some((c) => c.name === '_dmarc.example.com'));
+  // DMARC passed, so BIMI was looked up: the domain publishes no BIMI record.
+  assert.ok(resolver.calls.some((c) => c.name === 'default._bimi.example.com'), JSON.stringify(resolver.calls));
+  assert.match(ar(r), /bimi=(none|skipped)/);
   const trace = header(r, 'X-Ceerion-Milter')[0]?.value ?? '';
   assert.match(trace, /auth=spf=pass dkim=pass dmarc=pass/);
 });
