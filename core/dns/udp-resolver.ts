@@ -154,22 +154,42 @@ function interpret(msg: Buffer, q: Question): Outcome {
   }
 }
 
-/** One query to one server over UDP: the first datagram that answers our question, or a timeout. */
-function exchangeUdp(server: ServerAddress, q: Question, timeoutMs: number, signal: AbortSignal): Promise<Exchange> {
+/**
+ * Run one exchange to its end exactly once: the first answer, the timeout or the abort wins, the
+ * socket is released, and later events are ignored.
+ */
+function settleOnce(
+  timeoutMs: number,
+  signal: AbortSignal,
+  release: () => void,
+  run: (finish: (e: Exchange) => void) => void,
+): Promise<Exchange> {
   return new Promise((resolve) => {
-    const socket = dgram.createSocket(server.family === 6 ? 'udp6' : 'udp4');
-    const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
     let done = false;
     const finish = (e: Exchange): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
-      socket.close();
+      release();
       resolve(e);
     };
+    const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
     const onAbort = (): void => finish(REFUSED);
     signal.addEventListener('abort', onAbort);
+    run(finish);
+  });
+}
+
+/** One query to one server over UDP: the first datagram that answers our question, or a timeout. */
+function exchangeUdp(server: ServerAddress, q: Question, timeoutMs: number, signal: AbortSignal): Promise<Exchange> {
+  const socket = dgram.createSocket(server.family === 6 ? 'udp6' : 'udp4');
+  let closed = false;
+  const release = () => {
+    closed = true;
+    socket.close();
+  };
+  return settleOnce(timeoutMs, signal, release, (finish) => {
     // An ICMP "port unreachable" on the connected socket arrives here as ECONNREFUSED.
     socket.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNREFUSED' ? REFUSED : BAD));
     socket.on('message', (msg: Buffer) => {
@@ -177,7 +197,7 @@ function exchangeUdp(server: ServerAddress, q: Question, timeoutMs: number, sign
       if (outcome.kind !== 'ignore') finish(outcome);
     });
     socket.connect(server.port, server.host, () => {
-      if (done) return;
+      if (closed) return; // timed out or aborted while connecting: the socket is gone
       socket.send(encodeQuery(q), (err) => {
         if (err) finish((err as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? REFUSED : BAD);
       });
@@ -187,21 +207,9 @@ function exchangeUdp(server: ServerAddress, q: Question, timeoutMs: number, sign
 
 /** The same query over TCP (RFC 7766), for answers too large for UDP. */
 function exchangeTcp(server: ServerAddress, q: Question, timeoutMs: number, signal: AbortSignal): Promise<Exchange> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: server.host, port: server.port });
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
-    let done = false;
-    const finish = (e: Exchange): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      socket.destroy();
-      resolve(e);
-    };
-    const onAbort = (): void => finish(REFUSED);
-    signal.addEventListener('abort', onAbort);
+  const socket = net.connect({ host: server.host, port: server.port });
+  let buf = Buffer.alloc(0);
+  return settleOnce(timeoutMs, signal, () => socket.destroy(), (finish) => {
     socket.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNREFUSED' ? REFUSED : BAD));
     socket.on('close', () => finish(BAD));
     socket.on('connect', () => socket.write(frameTcp(encodeQuery(q))));

@@ -21,7 +21,7 @@ import { MessageSigner } from '../dkim/signer.ts';
 import { Action, Family } from '../protocol/constants.ts';
 import type { Modification } from '../protocol/responses.ts';
 import { MessageStream, stateOf } from './message-stream.ts';
-import type { Check, CheckContext, MessageState } from './types.ts';
+import { wholeMessageCheck, type Check, type CheckContext, type MessageState } from './types.ts';
 
 export const DKIM_SIGNATURE = 'DKIM-Signature';
 
@@ -83,12 +83,7 @@ export function dkimSignCheck(cfg: DkimSignConfig, deps: DkimSignDeps): Check {
   return {
     name: NAME,
     actions: Action.ADDHDRS,
-    wantsConnection: true,
-    wantsEnvelope: true,
-    wantsHeaders: true,
-    wantsBody: true,
-    ...(cfg.timeoutMs ? { timeoutMs: cfg.timeoutMs } : {}),
-    ...(cfg.onError ? { onError: cfg.onError } : {}),
+    ...wholeMessageCheck(cfg),
 
     async body(ctx: CheckContext, chunk: Buffer) {
       const state = stateOf(ctx.message, NAME, () => decide(ctx.message));

@@ -82,3 +82,18 @@ export interface Check {
 }
 
 export type CheckStage = 'connect' | 'helo' | 'envFrom' | 'envRcpt' | 'endOfHeaders' | 'endOfMessage';
+
+/**
+ * What a check that hands the whole message to a library or daemon (mailauth, clamd, the DKIM
+ * signer) declares: it reads every stage, with its configured deadline and failure verdict.
+ */
+export function wholeMessageCheck(cfg: { timeoutMs?: number | undefined; onError?: FailureVerdict | undefined }) {
+  return {
+    wantsConnection: true,
+    wantsEnvelope: true,
+    wantsHeaders: true,
+    wantsBody: true,
+    ...(cfg.timeoutMs ? { timeoutMs: cfg.timeoutMs } : {}),
+    ...(cfg.onError ? { onError: cfg.onError } : {}),
+  } as const;
+}

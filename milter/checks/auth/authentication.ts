@@ -15,7 +15,7 @@ import { Action } from '../../protocol/constants.ts';
 import { buildReplyCode } from '../../protocol/replycode.ts';
 import type { Modification } from '../../protocol/responses.ts';
 import { MessageStream, stateOf } from '../message-stream.ts';
-import type { Check, CheckContext, MessageState } from '../types.ts';
+import { wholeMessageCheck, type Check, type CheckContext, type MessageState } from '../types.ts';
 import { AuthMetrics } from './metrics.ts';
 import { dmarcAction, forgedResultHeaders, parseHeaderBlock } from './results.ts';
 
@@ -84,12 +84,7 @@ export function authenticationCheck(cfg: AuthConfig, deps: AuthDeps): Check {
   return {
     name: KEY,
     actions: Action.ADDHDRS | Action.CHGHDRS | Action.QUARANTINE,
-    wantsConnection: true,
-    wantsEnvelope: true,
-    wantsHeaders: true,
-    wantsBody: true,
-    ...(cfg.timeoutMs ? { timeoutMs: cfg.timeoutMs } : {}),
-    ...(cfg.onError ? { onError: cfg.onError } : {}),
+    ...wholeMessageCheck(cfg),
 
     async body(ctx: CheckContext, chunk: Buffer) {
       const s = stateOf(ctx.message, KEY, () => start(ctx.message));
