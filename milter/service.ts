@@ -1,4 +1,6 @@
 /** Wires the milter from the validated config: checks → pipeline → handler factory → server. */
+// First, before anything loads mailauth: memoizes parsed DKIM keys (see key-cache.ts).
+import './checks/auth/key-cache.ts';
 import type { Registry } from 'prom-client';
 import type { Config } from '../core/config/schema.ts';
 import { parseListen } from '../core/listen.ts';

@@ -6,6 +6,7 @@
  * Authenticated clients and internal networks skip the checks (forged results are still removed).
  */
 import { readFileSync } from 'node:fs';
+import './key-cache.ts'; // before mailauth: see key-cache.ts
 import { authenticate } from 'mailauth';
 import type { Registry } from 'prom-client';
 import type { AuthConfig } from '../../../core/config/schema.ts';
