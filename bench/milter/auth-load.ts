@@ -13,6 +13,7 @@
  *
  *   node --import tsx bench/milter/auth-load.ts [--messages 10000] [--connections 64] [--big-mb 50] [--node-options '...']
  */
+import { reportMessage, textBody } from '../lib/report-message.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { MilterClient, type MessageSpec } from '../../milter/client/milter-client.ts';
@@ -37,56 +38,8 @@ const AUTHSERV_ID = 'mx.bench';
 
 // ---- the messages -------------------------------------------------------------------------------
 
-const LINES = [
-  'Please find the quarterly figures for the northern region below. The numbers',
-  'are preliminary and will be confirmed once the audit has closed; until then',
-  'treat them as estimates. Revenue grew in every product line except hardware,',
-  'where the supply problems of the second quarter are still visible. Margins',
-  'held up better than planned because freight costs came down in the autumn.',
-  'Headcount is flat. Two open positions in support were filled in October and',
-  'one engineer left. Training budget is 80% spent, travel 64%.',
-  '',
-];
-
-/** ~10 KB of plain text, 76-character lines at most, different per variant. */
-function textBody(variant: number, bytes: number): string {
-  const out: string[] = [`Hello Bob,`, ``, `this is report ${variant}.`, ``];
-  let size = 40;
-  for (let i = 0; size < bytes; i++) {
-    const line = i % LINES.length === LINES.length - 1 ? `-- section ${variant}.${i / LINES.length + 1} --` : LINES[i % LINES.length]!;
-    out.push(line);
-    size += line.length + 2;
-  }
-  out.push('', 'Regards,', 'Alice');
-  return out.join('\r\n') + '\r\n';
-}
-
 /** 19 header fields; the DKIM-Signature added by signing makes 20. */
-function rawMessage(variant: number, body: string): string {
-  const id = `${variant}.${Date.now().toString(36)}`;
-  const h = [
-    `Received: from laptop.sender.example (laptop.sender.example [198.51.100.7])\r\n\tby mail.sender.example (Postfix) with ESMTPSA id 4Xk${variant}Q\r\n\tfor <bob@example.org>; Sat, 21 Nov 2026 10:00:00 +0000`,
-    `Received: from localhost (localhost [127.0.0.1])\r\n\tby laptop.sender.example with ESMTP; Sat, 21 Nov 2026 09:59:59 +0000`,
-    `From: Alice Sender <alice@${DOMAIN}>`,
-    `To: Bob Example <bob@example.org>`,
-    `Cc: Carol Example <carol@example.org>`,
-    `Reply-To: Alice Sender <alice@${DOMAIN}>`,
-    `Subject: Quarterly figures, northern region (${variant})`,
-    `Date: Sat, 21 Nov 2026 10:00:00 +0000`,
-    `Message-ID: <report-${id}@${DOMAIN}>`,
-    `In-Reply-To: <request-${variant}@example.org>`,
-    `References: <request-${variant}@example.org>`,
-    `MIME-Version: 1.0`,
-    `Content-Type: text/plain; charset=utf-8; format=flowed`,
-    `Content-Transfer-Encoding: 7bit`,
-    `List-Id: Reports <reports.${DOMAIN}>`,
-    `List-Unsubscribe: <mailto:reports-leave@${DOMAIN}>`,
-    `X-Mailer: Bench Mailer 1.0`,
-    `Thread-Topic: Quarterly figures`,
-    `Content-Language: en-GB`,
-  ];
-  return `${h.join('\r\n')}\r\n\r\n${body}`;
-}
+const rawMessage = (variant: number, body: string) => reportMessage(DOMAIN, variant, body);
 
 interface Prepared {
   spec: MessageSpec;

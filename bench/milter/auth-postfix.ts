@@ -23,6 +23,7 @@
  *
  *   node --import tsx bench/milter/auth-postfix.ts [--rounds 3] [--messages 2000] [--sessions 20] [--node-options '...']
  */
+import { reportMessage, textBody } from '../lib/report-message.ts';
 import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
@@ -79,54 +80,8 @@ execFileSync('mount', ['--bind', path.join(work, 'resolv.conf'), '/etc/resolv.co
 
 // ---- the messages -------------------------------------------------------------------------------
 
-const LINES = [
-  'Please find the quarterly figures for the northern region below. The numbers',
-  'are preliminary and will be confirmed once the audit has closed; until then',
-  'treat them as estimates. Revenue grew in every product line except hardware,',
-  'where the supply problems of the second quarter are still visible. Margins',
-  'held up better than planned because freight costs came down in the autumn.',
-  'Headcount is flat. Two open positions in support were filled in October and',
-  'one engineer left. Training budget is 80% spent, travel 64%.',
-  '',
-];
-
-function textBody(variant: number, bytes: number): string {
-  const out: string[] = [`Hello Bob,`, ``, `this is report ${variant}.`, ``];
-  let size = 40;
-  for (let i = 0; size < bytes; i++) {
-    const line = i % LINES.length === LINES.length - 1 ? `-- section ${variant}.${i / LINES.length + 1} --` : LINES[i % LINES.length]!;
-    out.push(line);
-    size += line.length + 2;
-  }
-  out.push('', 'Regards,', 'Alice');
-  return out.join('\r\n') + '\r\n';
-}
-
 /** 19 header fields; the DKIM-Signature makes 20 (Postfix then adds its Received on top). */
-function rawMessage(variant: number): string {
-  const h = [
-    `Received: from laptop.sender.example (laptop.sender.example [198.51.100.7])\r\n\tby mail.sender.example (Postfix) with ESMTPSA id 4Xk${variant}Q\r\n\tfor <bob@example.org>; Sat, 21 Nov 2026 10:00:00 +0000`,
-    `Received: from localhost (localhost [127.0.0.1])\r\n\tby laptop.sender.example with ESMTP; Sat, 21 Nov 2026 09:59:59 +0000`,
-    `From: Alice Sender <alice@${DOMAIN}>`,
-    `To: Bob Example <bob@example.org>`,
-    `Cc: Carol Example <carol@example.org>`,
-    `Reply-To: Alice Sender <alice@${DOMAIN}>`,
-    `Subject: Quarterly figures, northern region (${variant})`,
-    `Date: Sat, 21 Nov 2026 10:00:00 +0000`,
-    `Message-ID: <report-${variant}.${Date.now().toString(36)}@${DOMAIN}>`,
-    `In-Reply-To: <request-${variant}@example.org>`,
-    `References: <request-${variant}@example.org>`,
-    `MIME-Version: 1.0`,
-    `Content-Type: text/plain; charset=utf-8; format=flowed`,
-    `Content-Transfer-Encoding: 7bit`,
-    `List-Id: Reports <reports.${DOMAIN}>`,
-    `List-Unsubscribe: <mailto:reports-leave@${DOMAIN}>`,
-    `X-Mailer: Bench Mailer 1.0`,
-    `Thread-Topic: Quarterly figures`,
-    `Content-Language: en-GB`,
-  ];
-  return `${h.join('\r\n')}\r\n\r\n${textBody(variant, 10 * 1024)}`;
-}
+const rawMessage = (variant: number) => reportMessage(DOMAIN, variant, textBody(variant, 10 * 1024));
 
 // ---- dnsmasq on the namespace's 127.0.0.1:53 ----------------------------------------------------
 
