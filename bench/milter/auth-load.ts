@@ -16,7 +16,7 @@
 import { reportMessage, textBody } from '../lib/report-message.ts';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { MilterClient, type MessageSpec } from '../../milter/client/milter-client.ts';
+import { messageFromRaw, MilterClient, type MessageSpec } from '../../milter/client/milter-client.ts';
 import { Cmd, Family, Proto } from '../../milter/protocol/constants.ts';
 import { startDnsmasq } from '../../test/harness/dnsmasq.ts';
 import { rsaKey, sign, type TestKey } from '../../test/helpers/signed-mail.ts';
@@ -46,18 +46,9 @@ interface Prepared {
   bytes: number;
 }
 
-/** Split a signed CRLF message the way the MTA hands it to a milter. */
+/** A signed CRLF message as the MTA hands it to a milter. */
 function prepare(raw: string): Prepared {
-  const at = raw.indexOf('\r\n\r\n');
-  const headers: Array<[string, string]> = raw
-    .slice(0, at)
-    .split(/\r\n(?![ \t])/)
-    .map((line) => {
-      const colon = line.indexOf(':');
-      return [line.slice(0, colon), line.slice(colon + 1).replace(/^ /, '').replace(/\r\n/g, '\n')];
-    });
-  const body = Buffer.from(raw.slice(at + 4), 'utf8');
-  return { spec: { from: `<alice@${DOMAIN}>`, rcpts: ['<bob@example.org>'], headers, body }, bytes: Buffer.byteLength(raw) };
+  return { spec: messageFromRaw(raw, { from: `<alice@${DOMAIN}>`, rcpts: ['<bob@example.org>'] }), bytes: Buffer.byteLength(raw) };
 }
 
 async function signedMessages(key: TestKey): Promise<Prepared[]> {

@@ -260,5 +260,21 @@ export function isFinalVerdict(r: Response): r is Verdict {
   return ['accept', 'reject', 'tempfail', 'discard', 'replycode', 'continue'].includes(r.kind);
 }
 
+/**
+ * A raw CRLF message split the way an MTA hands it to a milter: header values without the space
+ * after the colon, folded lines joined with "\n", and the body as bytes.
+ */
+export function messageFromRaw(raw: string, envelope: { from: string; rcpts: string[] }): MessageSpec {
+  const at = raw.indexOf('\r\n\r\n');
+  const headers = raw
+    .slice(0, at)
+    .split(/\r\n(?![ \t])/)
+    .map((line): [string, string] => {
+      const colon = line.indexOf(':');
+      return [line.slice(0, colon), line.slice(colon + 1).replace(/^ /, '').replace(/\r\n/g, '\n')];
+    });
+  return { ...envelope, headers, body: Buffer.from(raw.slice(at + 4), 'utf8') };
+}
+
 /** A typical connect for tests: IPv4 client. */
 export const LOCAL_CONNECT = { hostname: 'client.example', family: Family.INET, port: 40000, address: '192.0.2.10' } as const;

@@ -1,7 +1,7 @@
 /** Test mail that is really signed: an RSA key, its DKIM TXT record, and a message split for MilterClient. */
 import { generateKeyPairSync } from 'node:crypto';
 import { dkimSign } from 'mailauth';
-import type { MessageSpec } from '../../milter/client/milter-client.ts';
+import { messageFromRaw, type MessageSpec } from '../../milter/client/milter-client.ts';
 
 export interface TestKey {
   privateKey: string;
@@ -25,16 +25,7 @@ export async function sign(raw: string, domain: string, selector: string, key: T
 }
 
 /** Split a raw CRLF message into the header fields and body a milter client sends. */
-export function toSpec(raw: string, from: string, rcpts = ['<bob@example.org>']): MessageSpec {
-  const at = raw.indexOf('\r\n\r\n');
-  const head = raw.slice(0, at);
-  const headers: Array<[string, string]> = [];
-  for (const line of head.split(/\r\n(?![ \t])/)) {
-    const colon = line.indexOf(':');
-    headers.push([line.slice(0, colon), line.slice(colon + 1).replace(/^ /, '').replace(/\r\n/g, '\n')]);
-  }
-  return { from, rcpts, headers, body: raw.slice(at + 4) };
-}
+export const toSpec = (raw: string, from: string, rcpts = ['<bob@example.org>']): MessageSpec => messageFromRaw(raw, { from, rcpts });
 
 export const message = (from: string, subject = 'auth test') =>
   `From: Alice <${from}>\r\nTo: bob@example.org\r\nSubject: ${subject}\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\nMessage-ID: <${Math.random().toString(36).slice(2)}@example.com>\r\n\r\nHello Bob,\r\nthis is a test.\r\n`;

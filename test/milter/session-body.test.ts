@@ -9,19 +9,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Check } from '../../milter/checks/types.ts';
 import { LOCAL_CONNECT, MilterClient, type MessageSpec } from '../../milter/client/milter-client.ts';
 import type { Modification } from '../../milter/protocol/responses.ts';
-import { startTestMilter } from '../helpers/milter.ts';
+import { ready, setup } from '../helpers/session.ts';
 
 async function client(t: TestContext, checks: Check[]): Promise<MilterClient> {
-  const m = await startTestMilter({ checks });
-  const c = await MilterClient.connect(m.address);
-  t.after(async () => {
-    c.destroy();
-    await m.stop();
-  });
-  await c.negotiate();
-  await c.connectStage(LOCAL_CONNECT);
-  await c.helo('client.example');
-  return c;
+  const { connect } = await setup(t, { checks });
+  return ready(connect);
 }
 
 const spec = (body: Buffer | string): MessageSpec => ({

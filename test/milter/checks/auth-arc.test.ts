@@ -12,9 +12,8 @@ import { authenticate } from 'mailauth';
 import { parseConfig } from '../../../core/config/load.ts';
 import { zoneResolver } from '../../../core/dns/zone-resolver.ts';
 import { authenticationCheck } from '../../../milter/checks/auth/authentication.ts';
-import { LOCAL_CONNECT, MilterClient } from '../../../milter/client/milter-client.ts';
 import type { Modification } from '../../../milter/protocol/responses.ts';
-import { startTestMilter } from '../../helpers/milter.ts';
+import { ready, setup } from '../../helpers/session.ts';
 import { message, rsaKey, sign, toSpec } from '../../helpers/signed-mail.ts';
 
 const dkimKey = rsaKey();
@@ -34,15 +33,8 @@ async function deliver(t: TestContext, rcpt: string) {
   const cfg = parseConfig({
     milter: { checks: { auth: { arcSeal: { enabled: true, signingDomain: 'ceerion.test', selector: 'arc', keyFile, recipients: ['@lists.example.org', 'fwd@example.net'] } } } },
   }).milter.checks.auth;
-  const m = await startTestMilter({ checks: [authenticationCheck(cfg, { resolver: zoneResolver(zone), authservId: 'mx.ceerion.test' })] });
-  const c = await MilterClient.connect(m.address);
-  t.after(async () => {
-    c.destroy();
-    await m.stop();
-  });
-  await c.negotiate();
-  await c.connectStage(LOCAL_CONNECT);
-  await c.helo('mail.example.com');
+  const { connect } = await setup(t, { checks: [authenticationCheck(cfg, { resolver: zoneResolver(zone), authservId: 'mx.ceerion.test' })] });
+  const c = await ready(connect);
   const raw = await sign(message('alice@example.com'), 'example.com', 's1', dkimKey);
   const r = await c.message(toSpec(raw, '<alice@example.com>', [rcpt]));
   return { r, raw };

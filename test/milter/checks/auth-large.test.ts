@@ -10,8 +10,7 @@ import type { Check } from '../../../milter/checks/types.ts';
 import { parseConfig } from '../../../core/config/load.ts';
 import { zoneResolver } from '../../../core/dns/zone-resolver.ts';
 import { authenticationCheck } from '../../../milter/checks/auth/authentication.ts';
-import { LOCAL_CONNECT, MilterClient } from '../../../milter/client/milter-client.ts';
-import { startTestMilter } from '../../helpers/milter.ts';
+import { ready, setup } from '../../helpers/session.ts';
 import { message, rsaKey, sign, toSpec } from '../../helpers/signed-mail.ts';
 
 // A real collection before each reading, so garbage not yet collected does not count as held.
@@ -36,15 +35,8 @@ test('a 50 MB message streams through SPF/DKIM/DMARC with bounded memory', async
   let atEnd = 0;
   const probe: Check = { name: 'probe', endOfMessage: () => void (atEnd = live()) };
   // Every stage answered, so the in-process client waits per body chunk instead of queueing 50 MB.
-  const m = await startTestMilter({ checks: [authenticationCheck(cfg, { resolver, authservId: 'mx.test' }), probe], milter: { noReply: 'never' } });
-  const c = await MilterClient.connect(m.address);
-  t.after(async () => {
-    c.destroy();
-    await m.stop();
-  });
-  await c.negotiate();
-  await c.connectStage(LOCAL_CONNECT);
-  await c.helo('mail.example.com');
+  const { connect } = await setup(t, { checks: [authenticationCheck(cfg, { resolver, authservId: 'mx.test' }), probe], milter: { noReply: 'never' } });
+  const c = await ready(connect);
   // Signed over a small body; the 50 MB body then fails the body hash, which must still be computed.
   const spec = toSpec(await sign(message('alice@example.com'), 'example.com', 's1', key), '<alice@example.com>');
   const line = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789\r\n');
