@@ -27,7 +27,7 @@ const opt = (name: string, dflt: number) => Number(argv[argv.indexOf(`--${name}`
 const TOTAL = opt('messages', 10000);
 const CONNECTIONS = opt('connections', 64);
 const BIG_MB = opt('big-mb', 50);
-/** Extra NODE_OPTIONS for the milter process (e.g. "--max-semi-space-size=4"), to see what RSS is GC headroom. */
+/** Extra node flags for the milter process (e.g. "--cpu-prof --cpu-prof-dir=DIR", "--max-semi-space-size=4"), to see what RSS is GC headroom. */
 const NODE_OPTIONS = argv.includes('--node-options') ? argv[argv.indexOf('--node-options') + 1] ?? '' : '';
 const VARIANTS = 16;
 const SINGLE = 1000;
@@ -265,8 +265,8 @@ const milter = await startMilterProcess(listen, {
     CEERION_MILTER_CHECKS_AUTH_INTERNAL_NETWORKS: '10.255.255.0/24',
     CEERION_MILTER_CHECKS_AUTH_AUTHSERV_ID: AUTHSERV_ID,
     CEERION_DNS_SERVERS: dns.server,
-    ...(NODE_OPTIONS ? { NODE_OPTIONS } : {}),
   },
+  nodeArgs: NODE_OPTIONS.split(/\s+/).filter(Boolean),
 });
 const pid = milter.child.pid!;
 let out = '';

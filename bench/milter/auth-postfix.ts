@@ -45,7 +45,7 @@ const ROUNDS = opt('rounds', 3);
 const MESSAGES = opt('messages', 2000);
 const SESSIONS = opt('sessions', 20);
 const WARMUP = 200;
-/** Extra NODE_OPTIONS for our milter process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
+/** Extra node flags for our milter process only (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"). */
 const NODE_OPTIONS = argv.includes('--node-options') ? argv[argv.indexOf('--node-options') + 1] ?? '' : '';
 
 const NETNS_FLAG = 'AUTH_BENCH_IN_NETNS';
@@ -220,7 +220,7 @@ async function drain(pf: PostfixInstance): Promise<void> {
 }
 
 /** Messages per second Postfix accepts (250 after DATA) from `sessions` concurrent SMTP sessions. */
-async function inject(pf: PostfixInstance, messages: string[], total: number, sessions: number, usage?: { busy: number; client: number }): Promise<number> {
+async function inject(pf: PostfixInstance, messages: string[], total: number, sessions: number, usage?: { busy: number; client: number; machineMs: number }): Promise<number> {
   const conns = await Promise.all(Array.from({ length: sessions }, () => openSmtpSession(pf.smtpPort, { helo: `mail.${DOMAIN}` })));
   let next = 0;
   const refused = new Map<string, number>();
@@ -241,6 +241,7 @@ async function inject(pf: PostfixInstance, messages: string[], total: number, se
     const m1 = machineCpu();
     const c1 = process.cpuUsage(c0);
     usage.busy += (m1.busy - m0.busy) / (m1.total - m0.total);
+    usage.machineMs += ((m1.busy - m0.busy) * 10) / total; // jiffies are 10 ms: all processes, all cores
     usage.client += (c1.user + c1.system) / 1000 / total; // ms per message
   }
   await Promise.all(conns.map((c) => c.quit()));
@@ -279,16 +280,23 @@ try {
   for (let v = 0; v < 16; v++) messages.push(await sign(rawMessage(v), DOMAIN, 's1', key));
 
   const ourListen = `inet:127.0.0.1:${await freePort()}`;
-  const ours = await startMilterProcess(ourListen, {
-    env: {
+  const ourUnix = `unix:${path.join(work, 'ceerion-milter.sock')}`;
+  const ourEnv = {
       CEERION_MILTER_CHECKS_AUTH_ENABLED: 'true',
       CEERION_MILTER_CHECKS_AUTH_INTERNAL_NETWORKS: INTERNAL,
       CEERION_MILTER_CHECKS_AUTH_AUTHSERV_ID: AUTHSERV_ID,
       CEERION_DNS_SERVERS: '127.0.0.1:53',
-      ...(NODE_OPTIONS ? { NODE_OPTIONS } : {}),
-    },
-  });
+  };
+  const nodeArgs = NODE_OPTIONS.split(/\s+/).filter(Boolean);
+  // Two processes with the same config, one per transport; only one is busy at a time.
+  const ours = await startMilterProcess(ourListen, { env: ourEnv, nodeArgs });
   cleanups.push(() => ours.stop());
+  const oursUnix = await startMilterProcess(ourUnix, { env: ourEnv, nodeArgs });
+  cleanups.push(() => oursUnix.stop());
+  // The ceiling for any milter here: ours with authentication off (trace header only), over TCP.
+  const traceListen = `inet:127.0.0.1:${await freePort()}`;
+  const traceOnly = await startMilterProcess(traceListen, { env: { ...ourEnv, CEERION_MILTER_CHECKS_AUTH_ENABLED: 'false' }, nodeArgs });
+  cleanups.push(() => traceOnly.stop());
   const pair = await startPair();
   cleanups.push(...pair.daemons.map((d) => () => d.stop()));
   const pairMain = { smtpd_milters: pair.milters };
@@ -316,22 +324,26 @@ try {
   const setups = {
     none: await startPostfix({ relayPort: sinkPort }),
     ours: await startPostfix({ relayPort: sinkPort, milter: ourListen }),
+    oursUnix: await startPostfix({ relayPort: sinkPort, milter: ourUnix }),
+    traceOnly: await startPostfix({ relayPort: sinkPort, milter: traceListen }),
     pair: await startPostfix({ relayPort: sinkPort, milter: pair.milters.split(',')[0]!.trim(), main: pairMain }),
   };
   for (const pf of Object.values(setups)) cleanups.push(() => pf.stop());
-  const pids = { none: [] as number[], ours: [ours.child.pid!], pair: pair.daemons.map((d) => d.child.pid!) };
+  const pids = { none: [] as number[], ours: [ours.child.pid!], oursUnix: [oursUnix.child.pid!], traceOnly: [traceOnly.child.pid!], pair: pair.daemons.map((d) => d.child.pid!) };
 
   // Warm-up: smtpd processes, JIT, every resolver cache.
   for (const [, pf] of Object.entries(setups)) await inject(pf, messages, WARMUP, SESSIONS);
 
   type Name = keyof typeof setups;
-  const runs: Record<Name, number[]> = { none: [], ours: [], pair: [] };
-  const cpu: Record<Name, number> = { none: 0, ours: 0, pair: 0 };
-  const queries: Record<Name, number> = { none: 0, ours: 0, pair: 0 };
-  const usage: Record<Name, { busy: number; client: number }> = { none: { busy: 0, client: 0 }, ours: { busy: 0, client: 0 }, pair: { busy: 0, client: 0 } };
+  const names = Object.keys(setups) as Name[];
+  const perSetup = <T,>(f: () => T) => Object.fromEntries(names.map((n) => [n, f()])) as Record<Name, T>;
+  const runs = perSetup<number[]>(() => []);
+  const cpu = perSetup(() => 0);
+  const queries = perSetup(() => 0);
+  const usage = perSetup(() => ({ busy: 0, client: 0, machineMs: 0 }));
   for (let r = 0; r < ROUNDS; r++) {
     // none → ours → pair, then the reverse: drift on the machine hits all three alike.
-    const order: Name[] = r % 2 === 0 ? ['none', 'ours', 'pair'] : ['pair', 'ours', 'none'];
+    const order: Name[] = r % 2 === 0 ? [...names] : [...names].reverse();
     for (const name of order) {
       const c0 = pids[name].reduce((a, p) => a + cpuSeconds(p), 0);
       const q0 = dnsQueries;
@@ -341,7 +353,8 @@ try {
     }
   }
 
-  const med = { none: median(runs.none), ours: median(runs.ours), pair: median(runs.pair) };
+  const med = perSetup(() => 0);
+  for (const n of names) med[n] = median(runs[n]);
   const measured = ROUNDS * MESSAGES;
   const version = (await exec('postconf', ['-d', '-h', 'mail_version'])).stdout.trim();
   const dkimV = /OpenDKIM Filter v(\S+)/.exec(execFileSync('opendkim', ['-V']).toString())?.[1] ?? '?';
@@ -349,11 +362,13 @@ try {
   const label: Record<Name, string> = {
     none: 'no milter',
     ours: 'ceerion milter (tcp): SPF, DKIM, ARC, DMARC',
+    oursUnix: 'ceerion milter (unix): the same',
+    traceOnly: 'ceerion milter (tcp), trace header only: no checks',
     pair: `OpenDKIM ${dkimV} verify + OpenDMARC ${dmarcV} (unix)`,
   };
   report += `\nThrough Postfix ${version}: ${SESSIONS} SMTP sessions from Node, DKIM-signed messages (${messages[0]!.split('\r\n\r\n')[0]!.split(/\r\n(?![ \t])/).length} header fields, ${(Buffer.byteLength(messages[0]!) / 1024).toFixed(1)} KB) → Postfix → smtp-sink;\n`;
   report += `${MESSAGES} messages per run, median of ${ROUNDS} alternated rounds after a ${WARMUP}-message warm-up per setup; ${os.cpus().length} cores, 1-minute load average at start: ${loadBefore.toFixed(2)}\n\n`;
-  report += `${table(['setup', ...Array.from({ length: ROUNDS }, (_, i) => `round ${i + 1} msg/s`), 'median msg/s', '/ none', 'milter CPU ms/msg', 'client CPU ms/msg', 'machine CPU busy', 'DNS queries/msg'], (Object.keys(setups) as Name[]).map((n) => [
+  report += `${table(['setup', ...Array.from({ length: ROUNDS }, (_, i) => `round ${i + 1} msg/s`), 'median msg/s', '/ none', 'milter CPU ms/msg', 'client CPU ms/msg', 'machine CPU busy', 'machine CPU ms/msg', 'DNS queries/msg'], names.map((n) => [
     label[n],
     ...runs[n],
     med[n],
@@ -361,12 +376,15 @@ try {
     n === 'none' ? '-' : (cpu[n] * 1000) / measured,
     usage[n].client / ROUNDS,
     `${((100 * usage[n].busy) / ROUNDS).toFixed(0)}%`,
+    usage[n].machineMs / ROUNDS,
     queries[n] / measured,
   ]))}\n\n`;
   report += `${table(['ratio', 'value', 'target', 'met'], [
     ['ours / none', med.ours / med.none, '≥ 0.6', med.ours / med.none >= 0.6 ? 'yes' : 'NO'],
     ['pair / none', med.pair / med.none, '-', '-'],
     ['ours / pair', med.ours / med.pair, '≥ 1', med.ours / med.pair >= 1 ? 'yes' : 'NO'],
+    ['ours (unix) / none', med.oursUnix / med.none, '≥ 0.6', med.oursUnix / med.none >= 0.6 ? 'yes' : 'NO'],
+    ['ours (unix) / pair', med.oursUnix / med.pair, '≥ 1', med.oursUnix / med.pair >= 1 ? 'yes' : 'NO'],
   ])}\n\n`;
   report += `Preflight (one message per setup to a keeping sink; the results headers Postfix delivered):\n  ${checks.join('\n  ')}\n`;
   report += `\nMilter CPU: user + system time from /proc (all threads; OpenDKIM + OpenDMARC summed) over the measured runs. Client CPU: this\n`;

@@ -15,7 +15,12 @@ export class DnsError extends Error {
     readonly hostname: string,
     readonly rrtype: string,
   ) {
+    // "No such name" and "no such record" are answers, not faults, and mailauth makes one per
+    // message (the BIMI lookup): skip capturing a stack trace for them.
+    const stackTraceLimit = Error.stackTraceLimit;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') Error.stackTraceLimit = 0;
     super(`${rrtype} ${hostname}: ${code}`);
+    Error.stackTraceLimit = stackTraceLimit;
     this.name = 'DnsError';
   }
 }

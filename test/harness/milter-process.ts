@@ -15,10 +15,10 @@ export interface MilterProcess {
 
 export async function startMilterProcess(
   listen: string,
-  opts: { env?: NodeJS.ProcessEnv; logLevel?: string; args?: string[] } = {},
+  opts: { env?: NodeJS.ProcessEnv; logLevel?: string; args?: string[]; nodeArgs?: string[] } = {},
 ): Promise<MilterProcess> {
   // As the shipped launchers start it (package.json, Docker): a 2 MB young generation keeps RSS bounded.
-  const args = ['--max-semi-space-size=2', path.join(ROOT, 'bin/ceerion.mjs'), 'milter', '--listen', listen, '--metrics-port', '0'];
+  const args = ['--max-semi-space-size=2', ...(opts.nodeArgs ?? []), path.join(ROOT, 'bin/ceerion.mjs'), 'milter', '--listen', listen, '--metrics-port', '0'];
   args.push('--log-level', opts.logLevel ?? 'warn', ...(opts.args ?? []));
   // The trace-only setup unless a caller turns the others on: authentication would do real DNS
   // lookups, and signing would read whatever keys this machine has.

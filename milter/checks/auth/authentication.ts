@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import './key-cache.ts'; // before mailauth: see key-cache.ts
+import './message-parser-patch.ts'; // mailauth's header/body split without per-byte loops
 import { authenticate } from 'mailauth';
 import type { Registry } from 'prom-client';
 import type { AuthConfig } from '../../../core/config/schema.ts';
