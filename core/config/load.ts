@@ -67,9 +67,16 @@ function coerce(raw: string, like: unknown, name: string): unknown {
   return raw;
 }
 
+/** The conventional variables, used when the CEERION_* one is not set (Docker, Heroku-style hosts). */
+const CONVENTIONAL: Array<[string, string[]]> = [
+  ['REDIS_URL', ['redis', 'url']],
+  ['DATABASE_URL', ['database', 'url']],
+];
+
 export function envOverrides(env: NodeJS.ProcessEnv): Tree {
   const defaults = configSchema.parse({}) as Tree;
   const out: Tree = {};
+  for (const [name, path] of CONVENTIONAL) if (env[name]) setPath(out, path, env[name]);
   for (const [path, like] of leaves(defaults)) {
     const name = envName(path);
     const raw = env[name];

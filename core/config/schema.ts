@@ -6,6 +6,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { parseListen } from '../listen.ts';
 import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter-checks.ts';
+import { authPolicySchema, databaseSchema, policydSchema, redisSchema } from './policyd.ts';
 
 const listenAddress = z.string().superRefine((value, ctx) => {
   try {
@@ -91,6 +92,10 @@ export const configSchema = z
       .default({}),
     dns: dnsSchema.default({}),
     milter: milterSchema.default({}),
+    redis: redisSchema.default({}),
+    database: databaseSchema.default({}),
+    policyd: policydSchema.default({}),
+    authPolicy: authPolicySchema.default({}),
   })
   .strict();
 
@@ -101,3 +106,4 @@ export type DnsConfig = Config['dns'];
 export type AuthConfig = MilterConfig['checks']['auth'];
 export type DkimSignConfig = MilterConfig['checks']['dkimSign'];
 export type AntivirusConfig = MilterConfig['checks']['antivirus'];
+export type { AuthPolicyConfig, DatabaseConfig, GreylistConfig, Limits, PolicydConfig, Rate, RedisConfig } from './policyd.ts';
