@@ -8,6 +8,7 @@ import type { Logger } from '../core/log.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
 import { registerDnsCommands } from './dns.ts';
 import { registerDkimCommands } from './dkim.ts';
+import { registerPolicyCommands } from './policy.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
@@ -54,5 +55,6 @@ program
 
 registerDkimCommands(program);
 registerDnsCommands(program);
+registerPolicyCommands(program);
 
 await program.parseAsync(process.argv);
