@@ -3,6 +3,8 @@ import { Command } from 'commander';
 import { VERSION } from '../core/version.ts';
 import { postfixSnippet } from '../milter/postfix-snippet.ts';
 import { createMilterServer } from '../milter/service.ts';
+import { policySnippet } from '../policyd/postfix-snippet.ts';
+import { startPolicyService } from '../policyd/service.ts';
 import { createResolver } from '../core/dns/index.ts';
 import type { Logger } from '../core/log.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
@@ -30,15 +32,34 @@ withServiceOptions(program.command('milter').description('run the Sendmail milte
   },
 );
 
+/** The policy service (Postfix policy delegation + Dovecot auth policy), registered for shutdown. */
+async function runPolicyd(rt: Runtime, log: Logger) {
+  const service = await startPolicyService(rt.config, { log, registry: rt.registry });
+  rt.lifecycle.add({ name: 'policyd', stop: () => service.stop() });
+  return service;
+}
+
+withServiceOptions(
+  program.command('policyd').description('run the policy service (Postfix check_policy_service, Dovecot auth policy)'),
+).action(async (opts: ServiceOptions) => {
+  const config = loadOrExit(opts, 'policyd');
+  const rt = await startRuntime(config, 'policyd');
+  const service = await runPolicyd(rt, rt.log);
+  process.stderr.write(`policyd on ${service.address}${service.authPolicyPort !== undefined ? `, auth policy on http://${config.authPolicy.host}:${service.authPolicyPort}/` : ''}\n`);
+});
+
 withServiceOptions(
   program.command('start').description('run every service in the foreground and print the Postfix lines to add'),
 ).action(async (opts: ServiceOptions) => {
   const config = loadOrExit(opts, 'milter');
   const rt = await startRuntime(config);
   const address = await runMilter(rt, rt.log.child({ service: 'milter' }));
+  const policyd = await runPolicyd(rt, rt.log.child({ service: 'policyd' }));
   process.stderr.write(
-    `\nCEERION is running (milter on ${address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
+    `\nCEERION is running (milter on ${address}, policy service on ${policyd.address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
       postfixSnippet(address) +
+      '\n' +
+      policySnippet(policyd.address) +
       `\nStop with Ctrl-C (SIGTERM): in-flight messages finish first.\n\n`,
   );
 });

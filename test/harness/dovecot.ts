@@ -1,0 +1,341 @@
+// Starts a private, throwaway Dovecot 2.3 (Debian's dovecot-core + dovecot-imapd binaries,
+// everything else in a fresh temp dir): its own config, base_dir, state_dir, log file and mail
+// store, an IMAP listener on a free loopback port, no TLS, users in a passwd-file with {PLAIN}
+// passwords. Optionally includes the shipped policyd/dovecot/auth-policy.conf pointed at a policy
+// server. Also a minimal IMAP LOGIN client for tests.
+//
+// Must run as root: the master binds, then drops to default_internal_user / default_login_user
+// (dovecot, dovenull) and the mail user (nobody) as Debian's package sets them up.
+//
+// Dovecot behaviour this hides, so tests see only what they ask for:
+// - Dovecot's own per-IP auth penalty (anvil: 2, 4, 8, 15 s before each attempt after failures)
+//   is off unless `authPenalty` is set; it would mix with, and blur, a policy server's tarpit.
+//   It is switched off the documented way, by disabling the anvil-auth-penalty listener, and not
+//   with login_trusted_networks: trusted clients also skip the policy tarpit.
+// - auth_failure_delay defaults to 0 here (2 s in Dovecot). Failures are still flushed by a timer,
+//   so a wrong password takes up to ~0.5 s to be answered.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from './postfix.ts';
+
+export interface DovecotUser {
+  name: string;
+  password: string;
+}
+
+export interface DovecotOptions {
+  /** passwd-file users; default alice/secret and bob/hunter2. */
+  users?: DovecotUser[];
+  /** Include policyd/dovecot/auth-policy.conf, its placeholders filled with these values. */
+  authPolicy?: { host?: string; port: number; apiHeader?: string; hashNonce?: string };
+  /** Dovecot's built-in per-IP failure delay (anvil). Default off. */
+  authPenalty?: boolean;
+  /** auth_failure_delay in seconds. Default 0. */
+  authFailureDelaySeconds?: number;
+  /** auth_debug = yes (request JSON of every policy call in the log). */
+  authDebug?: boolean;
+  /** Raw lines appended to dovecot.conf (more listeners, protocols, plugins). */
+  extraConfig?: string;
+  /** `protocols`; default imap. Add e.g. lmtp together with its listener in extraConfig. */
+  protocols?: string[];
+}
+
+export interface DovecotInstance {
+  imapPort: number;
+  /** Temp dir holding config, base_dir, state, log and mail; removed by stop(). */
+  dir: string;
+  configFile: string;
+  /** Root of the users' homes: `${mailRoot}/<user>/Maildir`. */
+  mailRoot: string;
+  /** auth_policy_hash_nonce in force (when authPolicy was given). */
+  hashNonce: string;
+  log(): Promise<string>;
+  /** Poll the log until `pattern` matches. */
+  waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Stop master and every process it started, then delete the temp dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export const AUTH_POLICY_SNIPPET = path.resolve(import.meta.dirname, '../../policyd/dovecot/auth-policy.conf');
+const DEFAULT_USERS: DovecotUser[] = [
+  { name: 'alice', password: 'secret' },
+  { name: 'bob', password: 'hunter2' },
+];
+const START_ATTEMPTS = 3;
+
+const live = new Map<string, () => void>();
+process.once('exit', () => {
+  for (const kill of live.values()) kill();
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The shipped snippet with its @PLACEHOLDERS@ filled; refuses to leave one behind. */
+export async function renderAuthPolicySnippet(values: { host: string; port: number; apiHeader: string; hashNonce: string }): Promise<string> {
+  const text = (await readFile(AUTH_POLICY_SNIPPET, 'utf8'))
+    .replaceAll('@AUTH_POLICY_HOST@', values.host)
+    .replaceAll('@AUTH_POLICY_PORT@', String(values.port))
+    .replaceAll('@AUTH_POLICY_API_HEADER@', values.apiHeader)
+    .replaceAll('@AUTH_POLICY_HASH_NONCE@', values.hashNonce);
+  const left = /^[^#\n]*(@[A-Z_]+@)/m.exec(text);
+  if (left) throw new Error(`auth-policy.conf: placeholder ${left[1]} not substituted`);
+  return text;
+}
+
+function uidOf(user: string): { uid: number; gid: number } {
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${user}:`));
+  const f = line?.split(':');
+  if (!f) throw new Error(`no user ${user} in /etc/passwd`);
+  return { uid: Number(f[2]), gid: Number(f[3]) };
+}
+
+function checkUser(u: DovecotUser): string {
+  if (!/^[^:\s]+$/.test(u.name) || /[:\r\n]/.test(u.password)) throw new Error(`user ${JSON.stringify(u.name)} can't go in a passwd-file`);
+  return `${u.name}:{PLAIN}${u.password}::::::`;
+}
+
+function buildConfig(dir: string, port: number, opts: DovecotOptions, mailUser: { uid: number; gid: number }, includes: string[]): string {
+  return [
+    '# Generated by test/harness/dovecot.ts for a private, throwaway Dovecot.',
+    `base_dir = ${dir}/run`,
+    `state_dir = ${dir}/state`,
+    `instance_name = ${path.basename(dir)}`,
+    `log_path = ${dir}/dovecot.log`,
+    `protocols = ${(opts.protocols ?? ['imap']).join(' ')}`,
+    'listen = 127.0.0.1',
+    'ssl = no',
+    'disable_plaintext_auth = no',
+    'auth_mechanisms = plain login',
+    `auth_failure_delay = ${opts.authFailureDelaySeconds ?? 0}`,
+    'auth_verbose = yes',
+    `auth_debug = ${opts.authDebug ? 'yes' : 'no'}`,
+    'default_internal_user = dovecot',
+    'default_login_user = dovenull',
+    `mail_location = maildir:~/Maildir`,
+    'passdb {',
+    '  driver = passwd-file',
+    `  args = scheme=PLAIN username_format=%u ${dir}/passwd`,
+    '}',
+    'userdb {',
+    '  driver = static',
+    `  args = uid=${mailUser.uid} gid=${mailUser.gid} home=${dir}/mail/%u`,
+    '}',
+    'service imap-login {',
+    '  inet_listener imap {',
+    '    address = 127.0.0.1',
+    `    port = ${port}`,
+    '  }',
+    '  inet_listener imaps {',
+    '    port = 0',
+    '  }',
+    '}',
+    ...(opts.authPenalty ? [] : ['service anvil {', '  unix_listener anvil-auth-penalty {', '    mode = 0', '  }', '}']),
+    ...includes.map((f) => `!include ${f}`),
+    opts.extraConfig ?? '',
+    '',
+  ].join('\n');
+}
+
+export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotInstance> {
+  if (process.getuid?.() !== 0) throw new Error('startDovecot must run as root (Dovecot drops to dovecot/dovenull itself)');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ceerion-dovecot-'));
+  try {
+    // mkdtemp gives 0700; the unprivileged auth, login and mail processes must reach inside.
+    await chmod(dir, 0o755);
+    const mailUser = uidOf('nobody');
+    await mkdir(path.join(dir, 'mail'), { mode: 0o755 });
+    await chown(path.join(dir, 'mail'), mailUser.uid, mailUser.gid);
+    await mkdir(path.join(dir, 'state'), { mode: 0o755 });
+    // passwd-file is read by the auth process (user dovecot): readable, not world-readable.
+    const passwd = path.join(dir, 'passwd');
+    await writeFile(passwd, `${(opts.users ?? DEFAULT_USERS).map(checkUser).join('\n')}\n`, { mode: 0o640 });
+    await chown(passwd, 0, uidOf('dovecot').gid);
+    const includes: string[] = [];
+    const hashNonce = opts.authPolicy?.hashNonce ?? randomBytes(16).toString('hex');
+    if (opts.authPolicy) {
+      const snippet = path.join(dir, 'auth-policy.conf');
+      const { host = '127.0.0.1', port, apiHeader = '' } = opts.authPolicy;
+      await writeFile(snippet, await renderAuthPolicySnippet({ host, port, apiHeader, hashNonce }), { mode: 0o600 });
+      includes.push(snippet);
+    }
+    const configFile = path.join(dir, 'dovecot.conf');
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      await writeFile(configFile, buildConfig(dir, port, opts, mailUser, includes), { mode: 0o600 });
+      try {
+        return await launch(dir, configFile, port, hashNonce);
+      } catch (err) {
+        if (attempt < START_ATTEMPTS && /address already in use/i.test((err as Error).message)) continue;
+        throw err;
+      }
+    }
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+    throw err;
+  }
+}
+
+/** Live members of a process group (master is spawned detached, so its children share its pgid). */
+async function groupMembers(pgid: number): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // fields: [0]=state [1]=ppid [2]=pgrp; zombies are already dead.
+      if (fields[0] !== 'Z' && Number(fields[2]) === pgid) pids.push(Number(entry));
+    } catch {
+      // exited while we were scanning
+    }
+  }
+  return pids;
+}
+
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+async function launch(dir: string, configFile: string, port: number, hashNonce: string): Promise<DovecotInstance> {
+  const logFile = path.join(dir, 'dovecot.log');
+  const readLog = (): Promise<string> => readFile(logFile, 'utf8').catch(() => '');
+  // -F: master stays our child, so its exit is observable; detached: its own process group.
+  const child: ChildProcess = spawn('dovecot', ['-F', '-c', configFile], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<void>((r) => child.once('close', () => r()));
+  const spawnError = new Promise<Error>((r) => child.once('error', r));
+  const pgid = child.pid;
+  if (pgid === undefined) throw new Error(`could not start dovecot: ${(await spawnError).message}`);
+  live.set(dir, () => {
+    killGroup(pgid);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const shutdown = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const timer = setTimeout(() => killGroup(pgid), 10_000);
+    await exited;
+    clearTimeout(timer);
+    // master signals its children as it exits; make sure none still writes into the dir.
+    for (let i = 0; i < 50 && (await groupMembers(pgid)).length > 0; i++) {
+      if (i === 20) killGroup(pgid);
+      await sleep(100);
+    }
+    live.delete(dir);
+  };
+
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const early = await Promise.race([spawnError, exited.then(() => new Error('exited')), sleep(50).then(() => undefined)]);
+    if (early) {
+      live.delete(dir);
+      throw new Error(`dovecot did not start (${early.message}): ${out}\n${await readLog()}`);
+    }
+    if (await imapGreets(port)) break;
+    if (Date.now() > deadline) {
+      await shutdown();
+      throw new Error(`dovecot on 127.0.0.1:${port} did not greet within 15s: ${out}\n${await readLog()}`);
+    }
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    imapPort: port,
+    dir,
+    configFile,
+    mailRoot: path.join(dir, 'mail'),
+    hashNonce,
+    log: readLog,
+    async waitForLog(pattern, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const text = await readLog();
+        if (pattern.test(text)) return text;
+        if (Date.now() > until) throw new Error(`dovecot log did not match ${pattern} within ${timeoutMs}ms:\n${text}`);
+        await sleep(100);
+      }
+    },
+    stop() {
+      stopping ??= (async () => {
+        await shutdown();
+        await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+      })();
+      return stopping;
+    },
+  };
+}
+
+function imapGreets(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    s.setTimeout(2_000, () => s.destroy());
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      if (buf.includes('\r\n')) {
+        resolve(buf.startsWith('* OK'));
+        s.destroy();
+      }
+    });
+    s.on('error', () => resolve(false));
+    s.on('close', () => resolve(false));
+  });
+}
+
+export interface ImapLoginResult {
+  ok: boolean;
+  /** The tagged reply, e.g. `a1 NO [AUTHENTICATIONFAILED] Authentication failed.` */
+  line: string;
+  /** From sending LOGIN to its tagged reply. */
+  elapsedMs: number;
+}
+
+const imapQuote = (s: string): string => `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+
+/** One connection, one IMAP LOGIN, then LOGOUT. `localAddress` picks the client address (127.0.0.x). */
+export function imapLogin(opts: { port: number; user: string; password: string; localAddress?: string; timeoutMs?: number }): Promise<ImapLoginResult> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port: opts.port, localAddress: opts.localAddress });
+    let buf = '';
+    let sentAt = 0;
+    let done = false;
+    const fail = (err: Error): void => {
+      if (done) return;
+      done = true;
+      s.destroy();
+      reject(err);
+    };
+    s.setTimeout(opts.timeoutMs ?? 30_000, () => fail(new Error(`IMAP timeout; got ${JSON.stringify(buf)}`)));
+    s.on('error', fail);
+    s.on('close', () => fail(new Error(`IMAP connection closed; got ${JSON.stringify(buf)}`)));
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      if (sentAt === 0 && buf.includes('\r\n')) {
+        if (!buf.startsWith('* OK')) return fail(new Error(`unexpected greeting ${JSON.stringify(buf)}`));
+        sentAt = performance.now();
+        s.write(`a1 LOGIN ${imapQuote(opts.user)} ${imapQuote(opts.password)}\r\n`);
+        return;
+      }
+      const m = /^a1 (OK|NO|BAD)[^\r\n]*/m.exec(buf);
+      if (!m || done) return;
+      done = true;
+      const elapsedMs = performance.now() - sentAt;
+      s.end('a2 LOGOUT\r\n');
+      s.on('error', () => undefined);
+      resolve({ ok: m[1] === 'OK', line: m[0], elapsedMs });
+    });
+  });
+}
