@@ -63,7 +63,7 @@ test('the 101st message from one IP within the hour gets a 4xx with a reference 
   const refused = await session.send({ from: 'sender@example.net', to: ['user@example.org'], data: message(100) });
   await session.quit();
   assert.equal(Math.floor(refused.code / 100), 4, `101st: ${refused.code} ${refused.text}`);
-  assert.match(refused.text, /4\.7\.1 Rate limit exceeded, retry later \(ref [0-9A-F]{10}\)/);
+  assert.match(refused.text, /^4\.7\.1 <user@example\.org>: Recipient address rejected: Rate limit exceeded, retry later \(ref [0-9A-F]{10}\)$/);
   await sink.waitFor(100, 30_000);
 });
 
