@@ -82,6 +82,14 @@ export class PolicyClient {
     return p;
   }
 
+  /** A request already encoded with encodeRequest (benchmarks reuse them); resolves with the action. */
+  requestEncoded(bytes: Buffer): Promise<string> {
+    if (this.error) return Promise.reject(new Error('policy connection is closed', { cause: this.error }));
+    const p = new Promise<string>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.write(bytes);
+    return p;
+  }
+
   /** Raw bytes, for protocol-error tests. Expects no reply. */
   sendRaw(bytes: Buffer): void {
     if (this.error) throw this.error;

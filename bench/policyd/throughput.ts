@@ -11,11 +11,12 @@
  *   node --import tsx bench/policyd/throughput.ts [--requests 40000] [--rounds 2]
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { PolicyClient } from '../../policyd/client.ts';
+import { encodeRequest } from '../../policyd/protocol/codec.ts';
 import { canConnect } from '../../test/harness/milter-process.ts';
 import { startPolicydProcess } from '../../test/harness/policyd-process.ts';
 import { startRedis } from '../../test/harness/redis.ts';
@@ -25,7 +26,9 @@ const argv = process.argv.slice(2);
 const opt = (name: string, dflt: number) => Number(argv[argv.indexOf(`--${name}`) + 1] || 0) || dflt;
 const REQUESTS = opt('requests', 40_000);
 const ROUNDS = opt('rounds', 2);
-const CONCURRENCY = [1, 16, 64];
+const CONCURRENCY = (argv.includes('--connections') ? argv[argv.indexOf('--connections') + 1]! : '1,16,64').split(',').map(Number);
+/** Extra node flags for our policyd process (e.g. "--cpu-prof --cpu-prof-dir=DIR"). */
+const NODE_ARGS = argv.includes('--node-options') ? argv[argv.indexOf('--node-options') + 1]!.split(/\s+/).filter(Boolean) : [];
 /** High enough that the mix is mostly allowed, as on a healthy server; a refusal costs the same. */
 const LIMIT = 1_000_000;
 
@@ -67,6 +70,12 @@ function rcptRequest(i: number): Record<string, string> {
   };
 }
 
+/**
+ * Requests are encoded once, up front: the client shares the 2 cores with the servers, and
+ * Postfix's smtpd (C) spends next to nothing on this. 20,000 distinct requests, cycled.
+ */
+const ENCODED = Array.from({ length: 20_000 }, (_, i) => encodeRequest(rcptRequest(i)));
+
 interface Result {
   rps: number;
   p50: number;
@@ -81,9 +90,9 @@ async function run(address: string, connections: number, total: number): Promise
   await Promise.all(
     clients.map(async (c) => {
       while (next < total) {
-        const req = rcptRequest(next++);
+        const req = ENCODED[next++ % ENCODED.length]!;
         const t0 = performance.now();
-        await c.request(req);
+        await c.requestEncoded(req);
         latencies.push(performance.now() - t0);
       }
     }),
@@ -109,9 +118,12 @@ async function startPostfwd(dir: string): Promise<{ address: string; child: Chil
       '',
     ].join('\n'),
   );
+  // postfwd2 keeps rate() state in its cache daemon, which only runs when it daemonises.
+  const cachePort = await freePort();
+  const pidfile = path.join(dir, 'postfwd.pid');
   const child = spawn(
     bin,
-    ['--nodaemon', '-f', rules, '--server_socket', `tcp:127.0.0.1:${port}`, '--user', 'nobody', '--group', 'nogroup', '--pidfile', path.join(dir, 'postfwd.pid'), '--cache', '0', '--min_servers', '8', '--max_servers', '64', '--noidlestats', '--nostartup_summary'],
+    ['-f', rules, '--server_socket', `tcp:127.0.0.1:${port}`, '--cache_socket', `tcp:127.0.0.1:${cachePort}`, '--user', 'nobody', '--group', 'nogroup', '--pidfile', pidfile, '--cache', '0', '--min_servers', '8', '--max_servers', '64', '--noidlestats', '--norulestats', '-n'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
@@ -120,15 +132,16 @@ async function startPostfwd(dir: string): Promise<{ address: string; child: Chil
   const address = `inet:127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   while (!(await canConnect(address))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`postfwd2 did not start: ${out}`);
+    if (Date.now() > deadline) throw new Error(`postfwd2 did not start: ${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
     address,
     child,
     async stop() {
-      child.kill('SIGTERM');
-      spawnSync('pkill', ['-f', `tcp:127.0.0.1:${port}`]);
+      // The master's pid (the daemon forked away from `child`); it takes its children down.
+      const pid = Number(readFileSync(pidfile, 'utf8').trim());
+      if (pid > 0) process.kill(pid, 'SIGTERM');
     },
   };
 }
@@ -139,6 +152,7 @@ try {
   const redis = await startRedis();
   cleanups.push(() => redis.close());
   const ours = await startPolicydProcess({
+    nodeArgs: NODE_ARGS,
     env: {
       CEERION_REDIS_URL: redis.url,
       CEERION_POLICYD_DOMAIN_POLICY: 'false',
@@ -161,7 +175,8 @@ try {
   const stats = new Redis(redis.url);
   const evalCount = async () => {
     const info = await stats.info('commandstats');
-    return [...info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[2]), 0);
+    // Commands clients sent (the script's own redis.call()s are counted under their names, not here).
+    return [...info.matchAll(/^cmdstat_(evalsha|eval|info):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[2]), 0);
   };
 
   const rows: string[][] = [];
