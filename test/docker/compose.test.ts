@@ -21,8 +21,11 @@ interface Service {
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.mail.yml'), 'utf8')) as { services: Record<string, Service> };
 
 test('compose services build from files that exist', () => {
-  assert.deepEqual(Object.keys(compose.services).sort(), ['ceerion', 'postfix']);
+  assert.deepEqual(Object.keys(compose.services).sort(), ['ceerion', 'postfix', 'redis']);
+  // Redis runs a pinned upstream image; ours are built from files in this repository.
+  assert.match((compose.services.redis as Service & { image?: string }).image ?? '', /^redis:\d+\.\d+/);
   for (const [name, svc] of Object.entries(compose.services)) {
+    if (name === 'redis') continue;
     const build = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
     assert.ok(build, `${name} has no build section`);
     const context = path.join(ROOT, build.context);
@@ -59,4 +62,21 @@ test('the Postfix image applies docker/postfix/milter.cf, the file the test harn
     .split('\n')
     .filter((l) => /^[a-z_]+ *=/.test(l));
   assert.equal(picked.length, settings.size);
+});
+
+test('the Postfix image applies docker/postfix/policy.cf pointed at the ceerion container, which listens there', () => {
+  const dockerfile = readFileSync(path.join(ROOT, 'docker/postfix/Dockerfile'), 'utf8');
+  assert.match(dockerfile, /^COPY policy\.cf \/etc\/postfix\/ceerion-policy\.cf$/m);
+  const entrypoint = readFileSync(path.join(ROOT, 'docker/postfix/entrypoint.sh'), 'utf8');
+  assert.match(entrypoint, /\/etc\/postfix\/ceerion-policy\.cf/);
+  // The address the entrypoint replaces is the one the shipped file uses.
+  const cf = readFileSync(path.join(ROOT, 'docker/postfix/policy.cf'), 'utf8');
+  const replaced = /s\|([^|]+)\|/.exec(entrypoint)![1]!;
+  assert.ok(cf.includes(replaced), `policy.cf names ${replaced}`);
+  const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.mail.yml'), 'utf8')) as { services: Record<string, { environment?: Record<string, string> }> };
+  const config = parseConfig(envOverrides(compose.services.ceerion!.environment ?? {}));
+  assert.equal(config.policyd.listen, 'inet:0.0.0.0:10040');
+  assert.equal(compose.services.postfix!.environment?.CEERION_POLICY, `inet:ceerion:${config.policyd.listen.split(':').at(-1)}`);
+  assert.equal(config.redis.url, 'redis://redis:6379');
+  assert.ok(compose.services.redis, 'a Redis service for the counters');
 });
