@@ -4,14 +4,14 @@
  * force-closes what is left.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { formatListen, type ListenAddress } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
 import type { MilterHandlerFactory } from './handler.ts';
 import type { MilterMetrics } from './metrics.ts';
 import { MilterSession } from './session.ts';
+import { prepareSocketPath } from '../core/unix-socket.ts';
 
 export interface MilterServerOptions {
   listen: ListenAddress;
@@ -114,24 +114,4 @@ export class MilterServer {
     })();
     return this.stopping;
   }
-}
-
-/**
- * Create the socket's directory and remove a stale socket left by a crash. A socket someone still
- * answers on belongs to a running milter, and a regular file is not ours: both are refused.
- */
-async function prepareSocketPath(p: string): Promise<void> {
-  mkdirSync(path.dirname(p), { recursive: true });
-  if (!existsSync(p)) return;
-  if (!lstatSync(p).isSocket()) throw new Error(`${p} exists and is not a socket; refusing to remove it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(p);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${p} is in use by another running process`);
-  unlinkSync(p);
 }

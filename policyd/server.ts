@@ -4,15 +4,15 @@
  * (bounded by shutdownGraceMs), then force-closes what is left.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { PolicydConfig } from '../core/config/policyd.ts';
 import { formatListen, parseListen, type ListenAddress } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
 import { PolicySession, type PolicySessionMetrics } from './session.ts';
 import type { PolicyHandler } from './types.ts';
+import { prepareSocketPath } from '../core/unix-socket.ts';
 
 export interface PolicyServerOptions extends Pick<PolicydConfig, 'maxLineBytes' | 'maxAttributes' | 'idleTimeoutMs' | 'shutdownGraceMs'> {
   /** Postfix notation: `inet:HOST:PORT` (port 0 picks one) or `unix:/path`. */
@@ -151,25 +151,4 @@ export class PolicyServer {
     })();
     return this.stopping;
   }
-}
-
-/**
- * The milter's rule (milter/server.ts), kept in step by hand until it moves to core/.
- * Create the socket's directory and remove a stale socket left by a crash. A socket someone still
- * answers on belongs to a running service, and a regular file is not ours: both are refused.
- */
-async function prepareSocketPath(p: string): Promise<void> {
-  mkdirSync(path.dirname(p), { recursive: true });
-  if (!existsSync(p)) return;
-  if (!lstatSync(p).isSocket()) throw new Error(`${p} exists and is not a socket; refusing to remove it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(p);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw new Error(`${p} is in use by another running process`);
-  unlinkSync(p);
 }
