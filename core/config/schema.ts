@@ -6,6 +6,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { parseListen } from '../listen.ts';
 import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter-checks.ts';
+import { classifierSchema } from './classifier.ts';
 import { authPolicySchema, databaseSchema, policydSchema, redisSchema } from './policyd.ts';
 
 const listenAddress = z.string().superRefine((value, ctx) => {
@@ -96,6 +97,7 @@ export const configSchema = z
     database: databaseSchema.default({}),
     policyd: policydSchema.default({}),
     authPolicy: authPolicySchema.default({}),
+    classifier: classifierSchema.default({}),
   })
   .strict();
 
@@ -106,4 +108,5 @@ export type DnsConfig = Config['dns'];
 export type AuthConfig = MilterConfig['checks']['auth'];
 export type DkimSignConfig = MilterConfig['checks']['dkimSign'];
 export type AntivirusConfig = MilterConfig['checks']['antivirus'];
+export type { ClassifierConfig } from './classifier.ts';
 export type { AuthPolicyConfig, DatabaseConfig, GreylistConfig, Limits, PolicydConfig, Rate, RedisConfig } from './policyd.ts';
