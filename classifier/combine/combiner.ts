@@ -15,7 +15,7 @@
 import type { ComponentScore } from '../types.ts';
 import { type LogisticModel, logit, sigmoid } from './logistic.ts';
 
-export const STACK_COLUMNS = ['bayes', 'reservoir', 'membranes', 'affect', 'authFail', 'authPass'] as const;
+export const STACK_COLUMNS = ['bayes', 'bayesMean', 'reservoir', 'linear', 'membranes', 'affect', 'authFail', 'authPass'] as const;
 
 export interface CombinerOptions {
   mode: 'stacked' | 'weighted';
@@ -31,6 +31,8 @@ export interface CombineInput {
   /** Share of the message's tokens Bayes has never seen, 0..1. */
   novelty: number;
   auth: { spf?: string; dkim?: string; dmarc?: string };
+  /** Bayes' mean token log-odds (engine.bayesMeanLogOdds); 0 when Bayes is off. */
+  bayesMean?: number;
 }
 
 export interface Combined {
@@ -52,7 +54,9 @@ export function stackRow(input: CombineInput, creativity: number): number[] {
   const a = input.auth;
   const fail = Number(a.spf === 'fail') + Number(a.dkim === 'fail') + Number(a.dmarc === 'fail');
   const pass = Number(a.spf === 'pass') + Number(a.dkim === 'pass') + Number(a.dmarc === 'pass');
-  return [get('bayes') * discount, get('reservoir'), get('membranes'), get('affect'), fail, pass];
+  const bayesVoted = input.components.some((c) => c.name === 'bayes' && c.voted);
+  const mean = bayesVoted ? (input.bayesMean ?? 0) * discount : 0;
+  return [get('bayes') * discount, mean, get('reservoir'), get('linear'), get('membranes'), get('affect'), fail, pass];
 }
 
 export class Combiner {
@@ -94,9 +98,9 @@ export class Combiner {
       const wr = voted('bayes') ? (voted('reservoir') ? w : 0) : 1;
       const terms: Record<string, number> = {
         bayes: (1 - wr) * row[0]!,
-        reservoir: wr * row[1]!,
-        membranes: this.opts.membraneWeight * row[2]!,
-        affect: this.opts.affectWeight * row[3]!,
+        reservoir: wr * row[2]!,
+        membranes: this.opts.membraneWeight * row[4]!,
+        affect: this.opts.affectWeight * row[5]!,
       };
       z = 0;
       for (const [k, v] of Object.entries(terms)) {

@@ -81,6 +81,17 @@ export const classifierSchema = z
       })
       .strict()
       .default({}),
+    /** Logistic regression over the hashed tokens (classifier/linear), a discriminative partner to Bayes. */
+    linear: z
+      .object({
+        ...componentToggle,
+        bits: z.number().int().min(12).max(24).default(20),
+        learningRate: z.number().positive().default(0.5),
+        epochs: z.number().int().min(1).max(50).default(6),
+        minLearned: z.number().int().min(0).default(20),
+      })
+      .strict()
+      .default({}),
     membranes: z
       .object({
         ...componentToggle,

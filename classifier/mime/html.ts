@@ -1,0 +1,396 @@
+/**
+ * htmlToText: a single-pass tag stripper, not a DOM. Linear in the input: every search (tag end,
+ * comment end, closing </script>) starts where the previous one stopped.
+ *
+ * - Content of <script>, <style>, <head> (up to </head>, or <body> when </head> is missing),
+ *   <title>, <xml>, <template> and comments is dropped.
+ * - Block elements (p, div, tr, li, h1–h6, …) end a paragraph (a blank line), <br> a line, cells
+ *   and images become spaces, white space runs collapse to one space, and inline elements become
+ *   nothing, so "fr<b>ee</b>" reads "free" as a browser shows it.
+ * - Character references: the common named ones and all numeric ones.
+ * - Hidden text (counted in hiddenTextChars, left out of `text`), best effort: an element with
+ *   display:none, visibility:hidden, opacity:0, a font size of 0–1px, max-height:0, the `hidden`
+ *   attribute, or a text colour within 24/255 per channel of the background in effect. The
+ *   background is white unless an ancestor sets bgcolor / background-color; a background image
+ *   makes any colour count as visible. Implied end tags are only handled for p, li, td, th, tr,
+ *   option; a stray end tag pops only if its element is among the 16 innermost open ones.
+ * - links: href of a/area/link/base, src of img/iframe/frame/embed/script/input, action of form,
+ *   background of body/table/td; at most MAX_LINKS, each at most 2,048 characters.
+ */
+import { decodeEntities, parseColor, readStyle, sameColor, type StyleFacts } from './html-util.ts';
+
+export interface HtmlText {
+  text: string;
+  tags: number;
+  hiddenTextChars: number;
+  links: string[];
+}
+
+export const MAX_LINKS = 256;
+const MAX_STACK = 256;
+const WHITE = 0xffffff;
+
+// Per-element behaviour as bit flags in one table: one Map lookup per tag instead of six Set lookups.
+const SKIP = 1; // content dropped
+const VOID = 2; // never has content or an end tag
+const BLOCK = 4; // ends a paragraph
+const LINE = 8; // ends a line
+const CELL = 16; // separates words
+const PEER = 32; // an open one of the same name closes first (<p><p>, <li><li>)
+const FLAGS = new Map<string, number>();
+function flag(names: string, f: number): void {
+  for (const n of names.split(' ')) FLAGS.set(n, (FLAGS.get(n) ?? 0) | f);
+}
+flag('script style head title xml template', SKIP);
+flag('area base br col embed hr img input link meta param source track wbr frame basefont keygen', VOID);
+flag('p div tr li ul ol dl dt dd table h1 h2 h3 h4 h5 h6 blockquote pre hr center form address section article header footer body html', BLOCK);
+flag('br', LINE);
+flag('td th img input button select option textarea', CELL);
+flag('p li td th tr option', PEER);
+const LINK_ATTR = new Map<string, number>(
+  Object.entries({ a: 0, area: 0, link: 0, base: 0, img: 1, iframe: 1, frame: 1, embed: 1, script: 1, input: 1, form: 2 }), // ATTR_NAMES indexes
+);
+
+function isAlpha(c: number): boolean {
+  return (c | 0x20) >= 97 && (c | 0x20) <= 122;
+}
+
+function isSpace(c: number): boolean {
+  return c === 32 || c === 10 || c === 13 || c === 9 || c === 12;
+}
+
+/** Characters of s[from, to) other than white space (what hiddenTextChars counts). */
+function visibleChars(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 32 && c !== 0xa0) n++;
+  }
+  return n;
+}
+
+/** The attributes we read, by index into Tag.attrs. */
+const A_HREF = 0;
+const A_SRC = 1;
+const A_ACTION = 2;
+const A_STYLE = 3;
+const A_COLOR = 4;
+const A_BGCOLOR = 5;
+const A_BACKGROUND = 6;
+const A_HIDDEN = 7;
+const A_TEXT = 8;
+const ATTR_NAMES = ['href', 'src', 'action', 'style', 'color', 'bgcolor', 'background', 'hidden', 'text'];
+
+/** The tag just read. One object, reused: readTag runs for every tag, so it allocates nothing but strings it must. */
+const tag = {
+  name: '',
+  closing: false,
+  selfClosing: false,
+  /** Index just past '>'. */
+  end: 0,
+  /** Values of the ATTR_NAMES attributes (entities decoded), undefined when absent. */
+  attrs: new Array<string | undefined>(ATTR_NAMES.length).fill(undefined),
+  hasAttrs: false,
+};
+
+/** s[from, to) equals `word` ignoring ASCII case. */
+function eqLower(s: string, from: number, to: number, word: string): boolean {
+  if (to - from !== word.length) return false;
+  for (let k = 0; k < word.length; k++) if ((s.charCodeAt(from + k) | 0x20) !== word.charCodeAt(k)) return false;
+  return true;
+}
+
+/** Index of the attribute named s[from, to) in ATTR_NAMES, or -1; compares without slicing. */
+function attrIndex(s: string, from: number, to: number): number {
+  const c = s.charCodeAt(from) | 0x20;
+  for (let k = 0; k < ATTR_NAMES.length; k++) {
+    const w = ATTR_NAMES[k]!;
+    if (w.charCodeAt(0) === c && eqLower(s, from, to, w)) return k;
+  }
+  return -1;
+}
+
+/** Read the tag starting at s[lt] === '<' into `tag`. Attribute values may be quoted and contain '>'. */
+function readTag(s: string, lt: number): void {
+  const n = s.length;
+  let i = lt + 1;
+  tag.closing = s.charCodeAt(i) === 47;
+  if (tag.closing) i++;
+  const nameStart = i;
+  while (i < n && !isSpace(s.charCodeAt(i)) && s.charCodeAt(i) !== 62 && s.charCodeAt(i) !== 47) i++;
+  tag.name = s.slice(nameStart, Math.min(i, nameStart + 16)).toLowerCase();
+  if (tag.hasAttrs) tag.attrs.fill(undefined);
+  tag.hasAttrs = false;
+  let selfClosing = false;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (c === 62) break;
+    if (isSpace(c) || c === 47) {
+      selfClosing = c === 47;
+      i++;
+      continue;
+    }
+    selfClosing = false;
+    const an = i;
+    while (i < n && !isSpace(s.charCodeAt(i)) && s.charCodeAt(i) !== 61 && s.charCodeAt(i) !== 62) i++;
+    const ae = i;
+    const which = ae - an <= 10 ? attrIndex(s, an, ae) : -1;
+    while (i < n && isSpace(s.charCodeAt(i))) i++;
+    let vs = i;
+    let ve = i;
+    if (s.charCodeAt(i) === 61) {
+      i++;
+      while (i < n && isSpace(s.charCodeAt(i))) i++;
+      const q = s.charCodeAt(i);
+      if (q === 34 || q === 39) {
+        let close = s.indexOf(q === 34 ? '"' : "'", i + 1);
+        // An unclosed quote would swallow the document; browsers differ here, we end at the next '>'.
+        if (close < 0) {
+          close = s.indexOf('>', i + 1);
+          if (close < 0) close = n;
+          vs = i + 1;
+          ve = i = close;
+        } else {
+          vs = i + 1;
+          ve = close;
+          i = close + 1;
+        }
+      } else {
+        vs = i;
+        while (i < n && !isSpace(s.charCodeAt(i)) && s.charCodeAt(i) !== 62) i++;
+        ve = i;
+      }
+    }
+    if (which >= 0 && tag.attrs[which] === undefined) {
+      tag.attrs[which] = decodeEntities(s, vs, ve);
+      tag.hasAttrs = true;
+    }
+  }
+  tag.selfClosing = selfClosing;
+  tag.end = i < n ? i + 1 : n;
+}
+
+/**
+ * Index of the first '</name' at or after `from`, or -1; case-insensitive. `cache` remembers the
+ * last answer per name so a document of a million unclosed <head>s is not searched a million times:
+ * an answer at or after `from` is still the first one, and -1 stays -1.
+ */
+function findClose(s: string, from: number, name: string, cache: Map<string, number>): number {
+  const known = cache.get(name);
+  if (known !== undefined && (known < 0 || known >= from)) return known;
+  const r = searchClose(s, from, name);
+  cache.set(name, r);
+  return r;
+}
+
+function searchClose(s: string, from: number, name: string): number {
+  let i = s.indexOf('</', from);
+  while (i >= 0) {
+    if (s.slice(i + 2, i + 2 + name.length).toLowerCase() === name) {
+      const c = s.charCodeAt(i + 2 + name.length);
+      if (!isAlpha(c)) return i;
+    }
+    i = s.indexOf('</', i + 2);
+  }
+  return -1;
+}
+
+/** First "<body" at or after `from`, case-insensitive, or -1 (cached like findClose). */
+function findBody(s: string, from: number, cache: Map<string, number>): number {
+  const known = cache.get('<body');
+  if (known !== undefined && (known < 0 || known >= from)) return known;
+  const r = searchBody(s, from);
+  cache.set('<body', r);
+  return r;
+}
+
+function searchBody(s: string, from: number): number {
+  let i = s.indexOf('<', from);
+  while (i >= 0) {
+    if ((s.charCodeAt(i + 1) | 0x20) === 98 && s.slice(i + 1, i + 5).toLowerCase() === 'body') return i;
+    i = s.indexOf('<', i + 1);
+  }
+  return -1;
+}
+
+export function htmlToText(html: string, maxChars: number): HtmlText {
+  const s = typeof html === 'string' ? html : '';
+  const n = s.length;
+  const cap = Math.max(0, maxChars);
+  let text = '';
+  let tags = 0;
+  let hidden = 0;
+  const links: string[] = [];
+  // Open elements: name, whether it hides its content, text colour, background (inherited values).
+  const stName: string[] = [];
+  const stHide: boolean[] = [];
+  const stColor: number[] = [];
+  const stBg: number[] = [];
+  let hideDepth = 0;
+  let color = -1;
+  let bg = WHITE;
+  const facts: StyleFacts = { hidden: false, color: -1, bg: -1 };
+  const closeCache = new Map<string, number>();
+
+  const emit = (from: number, to: number) => {
+    const hiddenNow = hideDepth > 0 || (color >= 0 && bg >= 0 && sameColor(color, bg));
+    if (hiddenNow) {
+      hidden += visibleChars(s, from, to);
+      return;
+    }
+    if (text.length >= cap) return;
+    appendCollapsed(decodeEntities(s, from, Math.min(to, from + (cap - text.length) + 64)));
+  };
+  // Browsers collapse white space runs to one space; block ends become a blank line, <br> a line
+  // break. `trailing` says how `text` ends: 0 a character, 1 a space, 2 "\n", 3 "\n\n" (or empty).
+  let trailing = 3;
+  const space = () => {
+    if (trailing === 0) {
+      text += ' ';
+      trailing = 1;
+    }
+  };
+  // Copies maximal stretches that need no change (words separated by single spaces) in one slice,
+  // so ordinary text costs one string per text node, not one per word.
+  const appendCollapsed = (t: string) => {
+    const len = t.length;
+    let k = 0;
+    while (k < len && isSpace(t.charCodeAt(k))) k++;
+    if (k > 0) space();
+    let seg = k;
+    while (k < len) {
+      const c = t.charCodeAt(k);
+      if (!isSpace(c)) {
+        k++;
+        continue;
+      }
+      let r = k + 1;
+      while (r < len && isSpace(t.charCodeAt(r))) r++;
+      if (c === 32 && r === k + 1 && r < len) {
+        k = r; // a single space between words stays in the stretch
+        continue;
+      }
+      if (k > seg) {
+        text += t.slice(seg, k);
+        trailing = 0;
+      }
+      space();
+      seg = k = r;
+    }
+    if (len > seg) {
+      text += seg === 0 ? t : t.slice(seg);
+      trailing = 0;
+    }
+  };
+  const lineBreak = (blank: boolean) => {
+    if (text.length >= cap || trailing === 3 || (trailing === 2 && !blank)) return;
+    if (trailing === 1) text = text.slice(0, -1);
+    if (trailing === 2) text += '\n';
+    else text += blank ? '\n\n' : '\n';
+    trailing = blank ? 3 : 2;
+  };
+  const pop = (to: number) => {
+    while (stName.length > to) {
+      stName.pop();
+      if (stHide.pop()) hideDepth--;
+      stColor.pop();
+      stBg.pop();
+    }
+    color = stColor.length > 0 ? stColor[stColor.length - 1]! : -1;
+    bg = stBg.length > 0 ? stBg[stBg.length - 1]! : WHITE;
+  };
+
+  let i = 0;
+  while (i < n) {
+    const lt = s.indexOf('<', i);
+    const textEnd = lt < 0 ? n : lt;
+    if (textEnd > i) emit(i, textEnd);
+    if (lt < 0) break;
+    const c = s.charCodeAt(lt + 1);
+    if (c === 33 /* ! */) {
+      if (s.startsWith('!--', lt + 1)) {
+        const end = s.indexOf('-->', lt + 4);
+        i = end < 0 ? n : end + 3;
+      } else {
+        const end = s.indexOf('>', lt + 2);
+        i = end < 0 ? n : end + 1;
+        tags++;
+      }
+      continue;
+    }
+    if (c === 63 /* ? */) {
+      const end = s.indexOf('>', lt + 2);
+      i = end < 0 ? n : end + 1;
+      continue;
+    }
+    if (!isAlpha(c) && !(c === 47 && isAlpha(s.charCodeAt(lt + 2)))) {
+      emit(lt, lt + 1); // a literal '<'
+      i = lt + 1;
+      continue;
+    }
+    readTag(s, lt);
+    i = tag.end;
+    tags++;
+    const name = tag.name;
+    const fl = FLAGS.get(name) ?? 0;
+    if (tag.closing) {
+      for (let k = stName.length - 1; k >= 0 && k >= stName.length - 16; k--) {
+        if (stName[k] === name) {
+          pop(k);
+          break;
+        }
+      }
+      if (fl & BLOCK) lineBreak(true);
+      continue;
+    }
+    const attrs = tag.attrs;
+    const hasAttrs = tag.hasAttrs;
+    if (hasAttrs && links.length < MAX_LINKS) {
+      const which = LINK_ATTR.get(name);
+      const url = which === undefined ? undefined : attrs[which];
+      if (url !== undefined && url.length > 0) links.push(url.length > 2048 ? url.slice(0, 2048) : url);
+      const bgUrl = attrs[A_BACKGROUND];
+      if (bgUrl !== undefined && bgUrl.length > 0 && links.length < MAX_LINKS) links.push(bgUrl.slice(0, 2048));
+    }
+    if (fl & SKIP && !tag.selfClosing) {
+      let close = findClose(s, i, name, closeCache);
+      if (close < 0 && name === 'head') close = findBody(s, i, closeCache);
+      if (close >= 0) {
+        i = close;
+      } else if (name !== 'head') {
+        i = n; // an unclosed <script> or <style> runs to the end, as in a browser
+      }
+      continue;
+    }
+    if (fl & BLOCK) lineBreak(true);
+    else if (fl & LINE) lineBreak(false);
+    else if (fl & CELL && text.length < cap) space();
+    if (fl & VOID || tag.selfClosing) continue;
+    // <p> inside <p> (and li, td, …) closes the first: keeps the stack from growing on sloppy HTML.
+    if (fl & PEER && stName.length > 0 && stName[stName.length - 1] === name) pop(stName.length - 1);
+    if (stName.length >= MAX_STACK) continue;
+    facts.hidden = false;
+    facts.color = -1;
+    facts.bg = -1;
+    if (hasAttrs) {
+      if (attrs[A_HIDDEN] !== undefined) facts.hidden = true;
+      const col = attrs[A_COLOR] ?? (name === 'body' ? attrs[A_TEXT] : undefined);
+      if (col !== undefined) facts.color = parseColor(col);
+      const bgc = attrs[A_BGCOLOR];
+      if (bgc !== undefined) facts.bg = parseColor(bgc);
+      if (attrs[A_BACKGROUND] !== undefined) facts.bg = -2;
+      const style = attrs[A_STYLE];
+      if (style !== undefined) readStyle(style, facts);
+    }
+    stName.push(name);
+    stHide.push(facts.hidden);
+    if (facts.hidden) hideDepth++;
+    if (facts.color >= 0) color = facts.color;
+    if (facts.bg !== -1) bg = facts.bg;
+    stColor.push(color);
+    stBg.push(bg);
+  }
+  if (trailing !== 0) text = text.trimEnd();
+  if (text.length > cap) text = text.slice(0, cap);
+  return { text, tags, hiddenTextChars: hidden, links };
+}
