@@ -126,9 +126,9 @@ function build(): Map<string, LexEntry> {
 /** Built once at import (≈3,900 entries, a few milliseconds). */
 export const LEXICON: ReadonlyMap<string, LexEntry> = build();
 
-const FNV_OFFSET = 0x811c9dc5 | 0;
+/** FNV-1a, 32-bit: the scanner hashes each lower-cased word with these while reading it. */
+export const FNV_OFFSET = 0x811c9dc5 | 0;
 export const FNV_PRIME = 16777619;
-export { FNV_OFFSET };
 
 /**
  * LEXICON as an open-addressing hash table keyed by the FNV-1a hash of the lower-cased word, so

@@ -4,7 +4,7 @@
  * - `ClassifierRuntime.start` (milter processes): a ModelSubscriber loads the active snapshot and
  *   replays the learn events after it, in id order and exactly once; every later learn or
  *   activation arrives the same way (LISTEN/NOTIFY plus a poll). Until a model exists the engine
- *   is an untrained one, which votes on nothing and so leaves all mail in the inbox. PostgreSQL
+ *   is an untrained one, and classify() keeps all mail in the inbox (see classify). PostgreSQL
  *   down at start: the process serves with that engine (or the last one) and the subscriber
  *   retries; a classifier must never keep the milter from starting.
  * - `ClassifierRuntime.load` (CLI commands): the same catch-up once, no subscriber.
@@ -48,6 +48,9 @@ export interface SnapshotResult {
   bytes: number;
 }
 
+/** Components that vote without having learned anything (hand-written rules). */
+const RULES_ONLY = new Set(['membranes']);
+
 /** Read per catch-up query by `load`. */
 const BATCH = 1000;
 
@@ -80,11 +83,12 @@ export class ClassifierRuntime {
       await migrateClassifier(opts.pool);
     } catch (err) {
       migrated = false;
-      const where = { database: redactUrl(database.url), schema: database.schema, err: (err as Error).message };
       // A migration that fails on a reachable database (edited file, newer schema) is an admin's
-      // problem to fix, so it is an error; unreachable is an outage the subscriber waits out.
-      if (err instanceof MigrationError) opts.log.error(where, 'classifier migrations failed; scoring with an untrained model');
-      else opts.log.warn(where, 'classifier: PostgreSQL unavailable at start; scoring with an untrained model until it is back');
+      // problem to fix, so it is an error. Unreachable is an outage: the subscriber says so once
+      // and waits it out.
+      if (err instanceof MigrationError) {
+        opts.log.error({ database: redactUrl(database.url), schema: database.schema, err: err.message }, 'classifier migrations failed; scoring with an untrained model');
+      }
     }
     rt.subscriber = await ModelSubscriber.start({
       store: rt.store,
@@ -97,6 +101,9 @@ export class ClassifierRuntime {
       onModel: (version, blob, lastEventId) => rt.loadModel(version, blob, lastEventId),
       onEvents: (events) => rt.applyEvents(events),
     });
+    if (opts.cfg.classifier.learn.perUser) {
+      opts.log.warn('classifier.learn.perUser: per-user learns are recorded but not applied yet; scoring uses the global model');
+    }
     if (rt.version === null) opts.log.info({ connected: rt.subscriber.connected }, 'no classifier model yet: every message scores as inbox until one is trained');
     return rt;
   }
@@ -118,9 +125,16 @@ export class ClassifierRuntime {
     }
   }
 
-  /** Score a message with the model in memory (SpamScorer, for the milter's spam check). */
+  /**
+   * Score a message with the model in memory (SpamScorer, for the milter's spam check). Only a
+   * component that learned from mail may move it out of the inbox: the membranes' hand-written
+   * rules vote from the start, and alone they put an untrained engine's score near 0.5, above
+   * the junk threshold, for every message (ham included) until a model is trained.
+   */
   classify(raw: Buffer): Classification {
-    return this.engine.classify(raw);
+    const r = this.engine.classify(raw);
+    if (r.verdict !== 'inbox' && !r.components.some((c) => c.voted && !RULES_ONLY.has(c.name))) return { ...r, verdict: 'inbox' };
+    return r;
   }
 
   /** The engine in memory now (learns update it in place; a newly loaded model replaces it). */

@@ -19,7 +19,6 @@
  */
 import { htmlToText } from '../mime/html.ts';
 import type { FeatureOptions, MessageFeatures, ParsedMessage } from '../types.ts';
-import { begin, finish, update } from './hash.ts';
 import { headerTokens, type HeaderFacts } from './header-tokens.ts';
 import { TokenSink } from './sink.ts';
 import { countBucket, findUrls, MAX_URLS, urlTokens } from './urls.ts';
@@ -33,12 +32,6 @@ const RISKY_EXT = new Set(['exe', 'scr', 'pif', 'com', 'bat', 'cmd', 'vbs', 'vbe
 const sink = new TokenSink();
 const scanner = new BodyScanner();
 
-function tok(str: string): void {
-  begin();
-  update(str, 0, str.length);
-  finish();
-  sink.add(str);
-}
 
 /** log(1 + x) / log(1 + max), clamped to [0, 1]. */
 function logScale(x: number, max: number): number {
@@ -134,25 +127,25 @@ export function extractFeatures(msg: ParsedMessage, opts: FeatureOptions & { deb
     if (r.ip) ipUrls++;
     if (domains.size < MAX_URLS) domains.add(r.host);
   }
-  tok('url:count:' + countBucket(urls.length));
+  sink.tok('url:count:', countBucket(urls.length));
 
   // ── MIME structure, HTML, attachments ──
   const nText = msg.textParts.length;
   const nHtml = msg.htmlParts.length;
-  if (nHtml > 0 && nText === 0) tok('mime:html-only');
-  else if (nHtml > 0) tok('mime:text+html');
-  else if (nText > 0) tok('mime:text-only');
-  else tok('mime:no-text');
-  tok('mime:parts:' + countBucket(msg.stats.parts));
-  for (const d of msg.stats.defects) tok('mime:defect:' + (d.startsWith('internal-error') ? 'internal' : d));
-  if (msg.stats.badCharset) tok('mime:badcharset');
-  if (msg.stats.truncated) tok('mime:truncated');
+  if (nHtml > 0 && nText === 0) sink.tok('mime:html-only');
+  else if (nHtml > 0) sink.tok('mime:text+html');
+  else if (nText > 0) sink.tok('mime:text-only');
+  else sink.tok('mime:no-text');
+  sink.tok('mime:parts:', countBucket(msg.stats.parts));
+  for (const d of msg.stats.defects) sink.tok('mime:defect:', (d.startsWith('internal-error') ? 'internal' : d));
+  if (msg.stats.badCharset) sink.tok('mime:badcharset');
+  if (msg.stats.truncated) sink.tok('mime:truncated');
   if (nHtml > 0) {
     const density = tags / (1 + htmlChars / 100);
-    tok('html:tags:' + (density < 1 ? '0' : density < 3 ? '1-3' : density < 10 ? '3-10' : density < 30 ? '10-30' : '30+'));
+    sink.tok('html:tags:', (density < 1 ? '0' : density < 3 ? '1-3' : density < 10 ? '3-10' : density < 30 ? '10-30' : '30+'));
     if (hidden > 0) {
-      tok('html:hidden');
-      tok('html:hidden:' + (hidden < 50 ? 's' : hidden < 500 ? 'm' : 'l'));
+      sink.tok('html:hidden');
+      sink.tok('html:hidden:', (hidden < 50 ? 's' : hidden < 500 ? 'm' : 'l'));
     }
   }
   const attachmentTypes: string[] = [];
@@ -161,18 +154,18 @@ export function extractFeatures(msg: ParsedMessage, opts: FeatureOptions & { deb
     const a = atts[k]!;
     const type = a.contentType.slice(0, 80);
     attachmentTypes.push(type);
-    tok('attach:' + type);
+    sink.tok('attach:', type);
     const fn = (a.filename ?? '').toLowerCase().trim();
     const dot = fn.lastIndexOf('.');
     if (dot >= 0 && fn.length - dot <= 6) {
       const ext = fn.slice(dot + 1);
-      tok('attach:ext:' + ext);
-      if (RISKY_EXT.has(ext)) tok('attach:risky');
+      sink.tok('attach:ext:', ext);
+      if (RISKY_EXT.has(ext)) sink.tok('attach:risky');
       const dot2 = fn.lastIndexOf('.', dot - 1);
-      if (dot2 >= 0 && dot - dot2 <= 5 && dot - dot2 >= 2) tok('attach:double-ext');
+      if (dot2 >= 0 && dot - dot2 <= 5 && dot - dot2 >= 2) sink.tok('attach:double-ext');
     }
   }
-  if (atts.length > 0) tok('attach:count:' + countBucket(atts.length));
+  if (atts.length > 0) sink.tok('attach:count:', countBucket(atts.length));
 
   // ── numbers ──
   const hasAuth = hf.auth.spf !== undefined || hf.auth.dkim !== undefined || hf.auth.dmarc !== undefined;

@@ -153,66 +153,93 @@ export class HashBuilder {
 }
 
 /**
- * An open-addressing set of 64-bit hashes (linear probing), cleared in O(1) by bumping a
- * generation stamp. Measured against a JS Set of "hi:lo" strings it is ~8× faster for the
- * insert-mostly pattern here and allocates nothing per token.
+ * An open-addressing set of 64-bit hashes (linear probing). Slots are [hi, lo] pairs, 8 bytes, so
+ * the table stays small in cache; (0, 0) marks an empty slot and the hash (0, 0) itself is kept in
+ * a flag. clear() zeroes only the slots used since the last clear (their indexes are recorded), so
+ * it costs the number of inserts, not the table size. Measured on 400 inserts of 300 distinct
+ * hashes: ~2.5 µs, against ~15 µs for a Set of hi·2³²+lo numbers and ~80 µs for a Set of "hi:lo"
+ * strings; nothing is allocated per token.
  */
 export class HashSet64 {
-  /** Slots of [stamp, hi, lo, unused]: one probe touches one cache line. */
   private table: Uint32Array;
-  private gen = 1;
+  private used: Int32Array;
   private mask: number;
+  private hasZero = false;
   size = 0;
   constructor(capacity = 4096) {
     let cap = 16;
     while (cap < capacity * 2) cap *= 2;
-    this.table = new Uint32Array(cap * 4);
+    this.table = new Uint32Array(cap * 2);
+    this.used = new Int32Array(cap / 2);
     this.mask = cap - 1;
   }
   clear(): void {
-    this.size = 0;
-    this.gen++;
-    if (this.gen === 0xffffffff) {
-      this.table.fill(0);
-      this.gen = 1;
+    const t = this.table;
+    const used = this.used;
+    for (let k = 0, n = this.size - (this.hasZero ? 1 : 0); k < n; k++) {
+      const i = used[k]! * 2;
+      t[i] = 0;
+      t[i + 1] = 0;
     }
+    this.size = 0;
+    this.hasZero = false;
   }
   /** Insert; true when the hash was not there before. */
   add(hi: number, lo: number): boolean {
+    if ((hi | lo) === 0) {
+      if (this.hasZero) return false;
+      this.hasZero = true;
+      this.size++;
+      return true;
+    }
     if ((this.size + 1) * 2 > this.mask + 1) this.grow();
     const t = this.table;
-    const gen = this.gen;
     const mask = this.mask;
     let i = (lo ^ Math.imul(hi, 0x9e3779b1)) & mask;
-    while (t[i * 4] === gen) {
-      if (t[i * 4 + 2] === lo && t[i * 4 + 1] === hi) return false;
+    for (;;) {
+      const h = t[i * 2]!;
+      const l = t[i * 2 + 1]!;
+      if (l === lo && h === hi) return false;
+      if ((h | l) === 0) break;
       i = (i + 1) & mask;
     }
-    t[i * 4] = gen;
-    t[i * 4 + 1] = hi;
-    t[i * 4 + 2] = lo;
+    t[i * 2] = hi;
+    t[i * 2 + 1] = lo;
+    this.used[this.size - (this.hasZero ? 1 : 0)] = i;
     this.size++;
     return true;
   }
   has(hi: number, lo: number): boolean {
+    if ((hi | lo) === 0) return this.hasZero;
     const t = this.table;
-    const gen = this.gen;
     const mask = this.mask;
     let i = (lo ^ Math.imul(hi, 0x9e3779b1)) & mask;
-    while (t[i * 4] === gen) {
-      if (t[i * 4 + 2] === lo && t[i * 4 + 1] === hi) return true;
+    for (;;) {
+      const h = t[i * 2]!;
+      const l = t[i * 2 + 1]!;
+      if (l === lo && h === hi) return true;
+      if ((h | l) === 0) return false;
       i = (i + 1) & mask;
     }
-    return false;
   }
   private grow(): void {
     const old = this.table;
-    const gen = this.gen;
+    const oldUsed = this.used;
+    const n = this.size - (this.hasZero ? 1 : 0);
     const cap = (this.mask + 1) * 2;
-    this.table = new Uint32Array(cap * 4);
+    this.table = new Uint32Array(cap * 2);
+    this.used = new Int32Array(cap / 2);
     this.mask = cap - 1;
-    this.gen = 1;
+    const zero = this.hasZero;
     this.size = 0;
-    for (let i = 0; i < old.length; i += 4) if (old[i] === gen) this.add(old[i + 1]!, old[i + 2]!);
+    this.hasZero = false;
+    for (let k = 0; k < n; k++) {
+      const i = oldUsed[k]! * 2;
+      this.add(old[i]!, old[i + 1]!);
+    }
+    if (zero) {
+      this.hasZero = true;
+      this.size++;
+    }
   }
 }

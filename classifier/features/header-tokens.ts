@@ -18,7 +18,7 @@
  * deliberately not tokenised: a filter that learns them learns the collector, not the mail.
  */
 import type { HeaderLine } from '../types.ts';
-import { begin, finish, prefix, update } from './hash.ts';
+import { prefix } from './hash.ts';
 import type { TokenSink } from './sink.ts';
 import { countBucket, registeredDomain, tldOf } from './urls.ts';
 import { authTokens, dateTokens, receivedTokens } from './received.ts';
@@ -54,12 +54,6 @@ export interface HeaderFacts {
   headerCount: number;
 }
 
-function tok(sink: TokenSink, str: string): void {
-  begin();
-  update(str, 0, str.length);
-  finish();
-  sink.add(str);
-}
 
 function bucket(n: number): string {
   return countBucket(n);
@@ -122,7 +116,7 @@ export function parseAddress(v: string): Address | null {
 
 function domainTokens(sink: TokenSink, p: string, domain: string): string {
   const rd = registeredDomain(domain);
-  tok(sink, p + 'rd:' + rd);
+  sink.tok(p + 'rd:', rd);
   return rd;
 }
 
@@ -147,7 +141,7 @@ export function headerTokens(headers: HeaderLine[], sink: TokenSink, f: HeaderFa
   const seen = new Set<string>();
   for (let k = 0; k < n; k++) {
     const { name, value } = headers[k]!;
-    if (TELLING.has(name) && !seen.has(name)) tok(sink, 'hdr:' + name);
+    if (TELLING.has(name) && !seen.has(name)) sink.tok('hdr:', name);
     seen.add(name);
     switch (name) {
       case 'subject': subject ??= value; break;
@@ -174,27 +168,27 @@ export function headerTokens(headers: HeaderLine[], sink: TokenSink, f: HeaderFa
         hasMailer = true;
         headerWords(sink, P_UA, value, 6);
         break;
-      case 'x-priority': tok(sink, 'prio:' + value.trim().slice(0, 1)); break;
-      case 'x-msmail-priority': tok(sink, 'msprio:' + value.trim().toLowerCase().slice(0, 12)); break;
-      case 'precedence': tok(sink, 'precedence:' + value.trim().toLowerCase().slice(0, 12)); break;
-      case 'list-id': tok(sink, 'list:id:' + value.slice(0, 200).replace(/^.*</, '').replace(/>.*$/, '').trim().toLowerCase().slice(0, 80)); break;
+      case 'x-priority': sink.tok('prio:', value.trim().slice(0, 1)); break;
+      case 'x-msmail-priority': sink.tok('msprio:', value.trim().toLowerCase().slice(0, 12)); break;
+      case 'precedence': sink.tok('precedence:', value.trim().toLowerCase().slice(0, 12)); break;
+      case 'list-id': sink.tok('list:id:', value.slice(0, 200).replace(/^.*</, '').replace(/>.*$/, '').trim().toLowerCase().slice(0, 80)); break;
     }
   }
-  for (const e of EXPECTED) if (!seen.has(e)) tok(sink, 'hdr:missing:' + e);
-  if (!hasMailer) tok(sink, 'mailer:none');
+  for (const e of EXPECTED) if (!seen.has(e)) sink.tok('hdr:missing:', e);
+  if (!hasMailer) sink.tok('mailer:none');
   f.listHeaders = seen.has('list-id') || seen.has('list-unsubscribe') || seen.has('list-post') || seen.has('mailing-list');
-  if (f.listHeaders) tok(sink, 'list:yes');
-  if (seen.has('list-unsubscribe')) tok(sink, 'list:unsub');
+  if (f.listHeaders) sink.tok('list:yes');
+  if (seen.has('list-unsubscribe')) sink.tok('list:unsub');
 
   // Subject
   const subj = (subject ?? '').trim();
   f.subject = subj;
-  if (subj.length === 0) tok(sink, 'subject:none');
+  if (subj.length === 0) sink.tok('subject:none');
   else {
     headerWords(sink, P_SUBJECT, subj, 30);
-    tok(sink, 'subject:len:' + (subj.length < 10 ? 's' : subj.length < 40 ? 'm' : subj.length < 80 ? 'l' : 'xl'));
-    if (subj.includes('!')) tok(sink, 'subject:!');
-    if (subj.includes('$')) tok(sink, 'subject:$');
+    sink.tok('subject:len:', (subj.length < 10 ? 's' : subj.length < 40 ? 'm' : subj.length < 80 ? 'l' : 'xl'));
+    if (subj.includes('!')) sink.tok('subject:!');
+    if (subj.includes('$')) sink.tok('subject:$');
     let letters = 0;
     let upper = 0;
     for (let i = 0; i < subj.length && i < 512; i++) {
@@ -204,25 +198,25 @@ export function headerTokens(headers: HeaderLine[], sink: TokenSink, f: HeaderFa
         if (c >= 65 && c <= 90) upper++;
       }
     }
-    if (letters >= 5 && upper / letters > 0.8) tok(sink, 'subject:allcaps');
+    if (letters >= 5 && upper / letters > 0.8) sink.tok('subject:allcaps');
   }
 
   // From and friends
   const fa = from === undefined ? null : parseAddress(from);
   let fromRd = '';
-  if (!fa || fa.domain === '') tok(sink, 'from:invalid');
+  if (!fa || fa.domain === '') sink.tok('from:invalid');
   else {
     f.fromDomain = fa.domain;
-    tok(sink, 'from:d:' + fa.domain.slice(0, 100));
+    sink.tok('from:d:', fa.domain.slice(0, 100));
     fromRd = domainTokens(sink, 'from:', fa.domain);
-    tok(sink, 'from:tld:' + tldOf(fa.domain));
-    tok(sink, 'from:lp:' + shape(fa.local));
+    sink.tok('from:tld:', tldOf(fa.domain));
+    sink.tok('from:lp:', shape(fa.local));
   }
   if (fa) {
-    if (fa.name === '') tok(sink, 'from:noname');
+    if (fa.name === '') sink.tok('from:noname');
     else {
       headerWords(sink, P_FROM_NAME, fa.name, 4);
-      if (fa.name.includes('@')) tok(sink, 'from:name-has-@');
+      if (fa.name.includes('@')) sink.tok('from:name-has-@');
     }
   }
   const ra = replyTo === undefined ? null : parseAddress(replyTo);
@@ -231,13 +225,13 @@ export function headerTokens(headers: HeaderLine[], sink: TokenSink, f: HeaderFa
     const rd = domainTokens(sink, 'replyto:', ra.domain);
     if (fromRd && rd !== fromRd) {
       f.replyToDiffers = true;
-      tok(sink, 'replyto:differs');
+      sink.tok('replyto:differs');
     }
   }
   if (rpath !== undefined) {
     const pa = parseAddress(rpath);
-    if (!pa || pa.domain === '') tok(sink, 'rpath:null');
-    else if (domainTokens(sink, 'rpath:', pa.domain) !== fromRd) tok(sink, 'rpath:differs');
+    if (!pa || pa.domain === '') sink.tok('rpath:null');
+    else if (domainTokens(sink, 'rpath:', pa.domain) !== fromRd) sink.tok('rpath:differs');
   }
   if (sender !== undefined) {
     const sa = parseAddress(sender);
@@ -252,49 +246,49 @@ export function headerTokens(headers: HeaderLine[], sink: TokenSink, f: HeaderFa
     return c;
   };
   f.toCount = count(to) + count(cc);
-  if (to === undefined) tok(sink, 'to:none');
+  if (to === undefined) sink.tok('to:none');
   else {
-    tok(sink, 'to:n:' + bucket(count(to)));
-    if (/undisclosed/i.test(to.slice(0, 200))) tok(sink, 'to:undisclosed');
+    sink.tok('to:n:', bucket(count(to)));
+    if (/undisclosed/i.test(to.slice(0, 200))) sink.tok('to:undisclosed');
     const ta = parseAddress(to);
-    if (ta && fa && ta.domain && ta.domain === fa.domain && ta.local.toLowerCase() === fa.local.toLowerCase()) tok(sink, 'to:eqfrom');
+    if (ta && fa && ta.domain && ta.domain === fa.domain && ta.local.toLowerCase() === fa.local.toLowerCase()) sink.tok('to:eqfrom');
   }
-  if (cc !== undefined) tok(sink, 'cc:n:' + bucket(count(cc)));
+  if (cc !== undefined) sink.tok('cc:n:', bucket(count(cc)));
 
   // Message-ID
   if (mid === undefined || mid.trim() === '') {
     f.missingMessageId = true;
-    tok(sink, 'mid:missing');
+    sink.tok('mid:missing');
   } else {
     const m = mid.trim().slice(0, 500).replace(/^</, '').replace(/>.*$/, '');
     const at = m.lastIndexOf('@');
-    if (at < 0) tok(sink, 'mid:nodomain');
+    if (at < 0) sink.tok('mid:nodomain');
     else {
       const d = m.slice(at + 1).toLowerCase();
       const rd = registeredDomain(d);
-      tok(sink, 'mid:d:' + rd.slice(0, 100));
-      if (fromRd && rd === fromRd) tok(sink, 'mid:eqfrom');
+      sink.tok('mid:d:', rd.slice(0, 100));
+      if (fromRd && rd === fromRd) sink.tok('mid:eqfrom');
     }
-    tok(sink, 'mid:lp:' + shape(at < 0 ? m : m.slice(0, at), 12));
+    sink.tok('mid:lp:', shape(at < 0 ? m : m.slice(0, at), 12));
   }
 
   // Content type of the message itself
   if (ct !== undefined) {
     const semi = ct.indexOf(';');
-    tok(sink, 'ct:' + (semi < 0 ? ct : ct.slice(0, semi)).trim().toLowerCase().slice(0, 60));
+    sink.tok('ct:', (semi < 0 ? ct : ct.slice(0, semi)).trim().toLowerCase().slice(0, 60));
     const cs = /charset\s*=\s*"?([^";\s]+)/i.exec(ct.slice(0, 1000));
-    if (cs) tok(sink, 'ct:charset:' + cs[1]!.toLowerCase().slice(0, 40));
+    if (cs) sink.tok('ct:charset:', cs[1]!.toLowerCase().slice(0, 40));
     const bd = /boundary\s*=\s*"?([^";]+)/i.exec(ct.slice(0, 1000));
-    if (bd) tok(sink, 'ct:boundary:' + shape(bd[1]!, 16));
+    if (bd) sink.tok('ct:boundary:', shape(bd[1]!, 16));
   }
   const cte = headers.find((h) => h.name === 'content-transfer-encoding');
-  if (cte) tok(sink, 'cte:' + cte.value.trim().toLowerCase().slice(0, 20));
+  if (cte) sink.tok('cte:', cte.value.trim().toLowerCase().slice(0, 20));
 
   // Received chain and date
   f.receivedHops = hops;
-  tok(sink, 'H*r:hops:' + bucket(hops));
+  sink.tok('H*r:hops:', bucket(hops));
   if (dateTokens(sink, date, firstReceived)) f.dateAnomaly = true;
 
-  if (ar === undefined) tok(sink, 'auth:absent');
+  if (ar === undefined) sink.tok('auth:absent');
   else authTokens(sink, ar, f.auth);
 }

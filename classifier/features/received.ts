@@ -5,14 +5,6 @@
 import type { HeaderFacts } from './header-tokens.ts';
 import type { TokenSink } from './sink.ts';
 import { registeredDomain } from './urls.ts';
-import { begin, finish, update } from './hash.ts';
-
-function tok(sink: TokenSink, str: string): void {
-  begin();
-  update(str, 0, str.length);
-  finish();
-  sink.add(str);
-}
 
 function ipClass(a: number, b: number): string {
   if (a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168)) return 'private';
@@ -22,66 +14,80 @@ function ipClass(a: number, b: number): string {
 
 const IPV4 = /(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/;
 
-/** The first word after `key` in s (lower case, at most 64 characters), or ''. */
-function wordAfter(s: string, key: string): string {
-  const i = s.indexOf(key);
-  if (i < 0) return '';
-  let j = i + key.length;
-  while (j < s.length && s.charCodeAt(j) === 32) j++;
+/** Index of `word` in s standing alone (white space or the ends around it), from `from`; or -1. */
+function keyword(s: string, word: string, from = 0): number {
+  let i = s.indexOf(word, from);
+  while (i >= 0) {
+    const before = i === 0 ? 32 : s.charCodeAt(i - 1);
+    const after = i + word.length < s.length ? s.charCodeAt(i + word.length) : 32;
+    if (before <= 32 && after <= 32) return i;
+    i = s.indexOf(word, i + 1);
+  }
+  return -1;
+}
+
+/** The word starting at or after s[i] (white space skipped; at most 64 characters), or ''. */
+function wordAt(s: string, i: number): string {
+  let j = i;
+  while (j < s.length && s.charCodeAt(j) <= 32) j++;
   let k = j;
   while (k < s.length && k - j < 64) {
     const c = s.charCodeAt(k);
     if (c <= 32 || c === 40 || c === 41 || c === 59 || c === 91 || c === 93) break; // space ( ) ; [ ]
     k++;
   }
-  return s.slice(j, k).toLowerCase();
+  return s.slice(j, k);
 }
 
 function hostToken(h: string): string {
   if (h.length === 0) return '';
   if (h.charCodeAt(0) === 91 || IPV4.test(h)) return 'ip';
   if (!h.includes('.')) return 'nodot';
-  return registeredDomain(h.replace(/\.$/, ''));
+  return registeredDomain(h.endsWith('.') ? h.slice(0, -1) : h);
 }
 
-/** Tokens of one Received field. */
+/**
+ * Tokens of one Received field: "from HELO (RDNS [IP]) by HOST with PROTO …" in its Postfix,
+ * Sendmail, qmail ("from unknown (HELO x) (1.2.3.4)") and Exchange shapes.
+ */
 export function receivedTokens(sink: TokenSink, raw: string): void {
-  // Folding leaves tabs and runs of blanks; one space between words makes the keyword search simple.
-  const v = (raw.length > 1000 ? raw.slice(0, 1000) : raw).replace(/\s+/g, ' ');
-  const low = v.toLowerCase();
-  let helo = low.startsWith('from ') ? wordAfter(low, 'from ') : '';
+  const low = (raw.length > 1000 ? raw.slice(0, 1000) : raw).toLowerCase();
+  const fromAt = keyword(low, 'from');
+  let helo = fromAt === 0 ? wordAt(low, 4) : '';
   // Only the from-clause's comment ("from helo (rdns [ip])"), not "by host (8.9.3/8.9.3)".
-  const byAt = low.indexOf(' by ');
+  const byAt = keyword(low, 'by');
   const paren = low.indexOf('(');
   let rdns = '';
   if (paren >= 0 && (byAt < 0 || paren < byAt)) {
-    const inner = low.slice(paren + 1, Math.max(paren + 1, low.indexOf(')', paren)));
-    if (inner.startsWith('helo ')) helo = wordAfter(inner, 'helo ');
+    const close = low.indexOf(')', paren);
+    const inner = low.slice(paren + 1, close < 0 ? low.length : close);
+    if (inner.startsWith('helo')) helo = wordAt(inner, 4);
     else {
-      const w = inner.split(/[\s\[]/, 1)[0] ?? '';
-      if (w === 'unknown' || w === '') tok(sink, w === 'unknown' ? 'H*r:nordns' : 'H*r:rdns:none');
+      const w = wordAt(inner, 0);
+      if (w === 'unknown' || w === '') sink.tok(w === 'unknown' ? 'H*r:nordns' : 'H*r:rdns:none');
       else if (!IPV4.test(w) && w.includes('.')) rdns = w;
     }
   }
   const ht = hostToken(helo);
-  if (ht) tok(sink, 'H*r:helo:' + ht);
+  if (ht) sink.tok('H*r:helo:', ht);
   if (rdns) {
     const rd = registeredDomain(rdns);
-    tok(sink, 'H*r:rdns:' + rd);
-    if (ht && ht !== 'ip' && ht !== 'nodot' && ht !== rd) tok(sink, 'H*r:helomismatch');
+    sink.tok('H*r:rdns:', rd);
+    if (ht && ht !== 'ip' && ht !== 'nodot' && ht !== rd) sink.tok('H*r:helomismatch');
   }
-  const m = IPV4.exec(v);
+  const m = IPV4.exec(low);
   if (m) {
     const a = +m[1]!;
     const b = +m[2]!;
     const cls = ipClass(a, b);
-    tok(sink, 'H*r:ipclass:' + cls);
-    if (cls === 'public') tok(sink, 'H*r:ip:' + a + '.' + b);
+    sink.tok('H*r:ipclass:', cls);
+    if (cls === 'public') sink.tok('H*r:ip:', a + '.' + b);
   }
-  const proto = wordAfter(low, ' with ');
-  if (proto) tok(sink, 'H*r:with:' + proto.slice(0, 16));
-  const by = wordAfter(low, ' by ');
-  if (by) tok(sink, 'H*r:by:' + hostToken(by));
+  const withAt = keyword(low, 'with');
+  const proto = withAt < 0 ? '' : wordAt(low, withAt + 4);
+  if (proto) sink.tok('H*r:with:', proto.slice(0, 16));
+  const by = byAt < 0 ? '' : wordAt(low, byAt + 2);
+  if (by) sink.tok('H*r:by:', hostToken(by));
 }
 
 /** The first Authentication-Results: "authserv-id; spf=pass …; dkim=fail …". */
@@ -92,7 +98,7 @@ export function authTokens(sink: TokenSink, v: string, auth: HeaderFacts['auth']
     if (!m) continue;
     const method = m[1]!.toLowerCase();
     const result = m[2]!.toLowerCase();
-    tok(sink, 'auth:' + method + '=' + result);
+    sink.tok('auth:', method + '=' + result);
     if (method === 'spf' || method === 'dmarc' || method === 'arc') auth[method] ??= result;
     else if (method === 'dkim' && (auth.dkim === undefined || result === 'pass')) auth.dkim = result;
   }
@@ -111,7 +117,7 @@ function uncomment(s: string): string {
  */
 export function dateTokens(sink: TokenSink, date: string | undefined, firstReceived: string | undefined): boolean {
   if (date === undefined) {
-    tok(sink, 'date:missing');
+    sink.tok('date:missing');
     return true;
   }
   let odd = false;
@@ -120,21 +126,21 @@ export function dateTokens(sink: TokenSink, date: string | undefined, firstRecei
   const tz = /([+-])(\d\d)(\d\d)$/.exec(clean);
   if (tz && (+tz[2]! > 14 || +tz[3]! >= 60)) {
     odd = true;
-    tok(sink, 'date:badtz');
+    sink.tok('date:badtz');
   }
   if (Number.isNaN(t)) {
-    tok(sink, 'date:invalid');
+    sink.tok('date:invalid');
     return true;
   }
   const semi = firstReceived === undefined ? -1 : firstReceived.lastIndexOf(';');
   const rt = semi < 0 ? NaN : Date.parse(uncomment(firstReceived!.slice(semi + 1)));
   if (Number.isNaN(rt)) return odd;
   if (t - rt > 24 * 3600e3) {
-    tok(sink, 'date:future');
+    sink.tok('date:future');
     return true;
   }
   if (rt - t > 7 * 24 * 3600e3) {
-    tok(sink, 'date:past');
+    sink.tok('date:past');
     return true;
   }
   return odd;

@@ -4,7 +4,7 @@
  * need. One instance is reused for every message (reset() is O(1)); extractFeatures is synchronous,
  * so sharing it is safe.
  */
-import { HashBuilder, HashSet64, hs } from './hash.ts';
+import { begin, finish, HashBuilder, HashSet64, hs, update } from './hash.ts';
 
 /** Tokens per reservoir step, and steps per message (the contract's caps). */
 export const STEP_TOKENS = 16;
@@ -38,6 +38,18 @@ export class TokenSink {
       this.tokens.push(hs.hi, hs.lo);
       if (this.debug !== null) this.debug.push(text ?? '?');
     }
+  }
+
+  /**
+   * Add the token a + b. Hashed in two pieces: a concatenation of 13 or more characters would be a
+   * rope, slow to read character by character, and the string is only built when debugging.
+   */
+  tok(a: string, b = ''): void {
+    begin();
+    update(a, 0, a.length);
+    update(b, 0, b.length);
+    finish();
+    this.add(this.debug !== null ? a + b : undefined);
   }
 
   /** Append hs.hi/hs.lo to the reading-order sequence, opening a new step when due. */

@@ -12,7 +12,6 @@
  * The registered domain uses a short list of second-level labels under two-letter country TLDs
  * (co.uk, com.au, …) instead of the Public Suffix List: wrong for some hosts, never slow.
  */
-import { begin, finish, update } from './hash.ts';
 import type { TokenSink } from './sink.ts';
 
 export const MAX_URLS = 64;
@@ -96,12 +95,6 @@ export function findUrls(text: string, out: string[], max: number, budget: numbe
   }
 }
 
-function tok(sink: TokenSink, str: string): void {
-  begin();
-  update(str, 0, str.length);
-  finish();
-  sink.add(str);
-}
 
 const NUMERIC_HOST = /^(?:(?:0x[0-9a-f]*|\d+)\.){0,3}(?:0x[0-9a-f]*|\d+)$/;
 
@@ -124,12 +117,12 @@ export function urlTokens(url: string, sink: TokenSink): UrlFacts | null {
       let e = at + 1;
       while (e < lower.length && !urlEndChar(lower.charCodeAt(e)) && lower.charCodeAt(e) !== 63 && lower.charCodeAt(e) !== 38) e++;
       const d = lower.slice(at + 1, e);
-      if (d.length > 0) tok(sink, 'mailto:d:' + registeredDomain(d));
+      if (d.length > 0) sink.tok('mailto:d:', registeredDomain(d));
     }
     return null;
   }
   if (lower.startsWith('javascript:')) {
-    tok(sink, 'url:js');
+    sink.tok('url:js');
     return null;
   }
   const sep = lower.indexOf('://');
@@ -146,18 +139,18 @@ export function urlTokens(url: string, sink: TokenSink): UrlFacts | null {
   let host = lower.slice(a, b);
   const at = host.lastIndexOf('@');
   if (at >= 0) {
-    tok(sink, 'url:userinfo');
+    sink.tok('url:userinfo');
     host = host.slice(at + 1);
   }
   if (host.charCodeAt(0) !== 91) {
     const colon = host.indexOf(':');
     if (colon >= 0) {
-      tok(sink, 'url:port');
+      sink.tok('url:port');
       host = host.slice(0, colon);
     }
   }
   if (host.includes('%')) {
-    tok(sink, 'url:pcthost');
+    sink.tok('url:pcthost');
     try {
       host = decodeURIComponent(host);
     } catch {
@@ -168,30 +161,30 @@ export function urlTokens(url: string, sink: TokenSink): UrlFacts | null {
   if (host.length === 0) return null;
   if (host.length > 100) host = host.slice(0, 100);
   const ip = isNumericHost(host);
-  if (ip) tok(sink, 'url:ip');
+  if (ip) sink.tok('url:ip');
   else {
-    tok(sink, 'url:d:' + host);
+    sink.tok('url:d:', host);
     const rd = registeredDomain(host);
-    if (rd !== host) tok(sink, 'url:rd:' + rd);
+    if (rd !== host) sink.tok('url:rd:', rd);
     const tld = tldOf(host);
-    if (tld.length > 0) tok(sink, 'url:tld:' + tld);
+    if (tld.length > 0) sink.tok('url:tld:', tld);
   }
   const rest = lower.slice(b);
   if (rest.length > 0) {
     const q = rest.indexOf('?');
-    if (q >= 0) tok(sink, 'url:query');
+    if (q >= 0) sink.tok('url:query');
     const pathEnd = q >= 0 ? q : rest.indexOf('#') >= 0 ? rest.indexOf('#') : rest.length;
     const path = rest.slice(0, pathEnd);
     const dot = path.lastIndexOf('.');
-    if (dot > path.lastIndexOf('/') && path.length - dot - 1 >= 1 && path.length - dot - 1 <= 5) tok(sink, 'url:ext:' + path.slice(dot + 1));
-    if (rest.includes('http%3a') || rest.includes('://') || rest.includes('http:')) tok(sink, 'url:redir');
+    if (dot > path.lastIndexOf('/') && path.length - dot - 1 >= 1 && path.length - dot - 1 <= 5) sink.tok('url:ext:', path.slice(dot + 1));
+    if (rest.includes('http%3a') || rest.includes('://') || rest.includes('http:')) sink.tok('url:redir');
     let words = 0;
     for (const m of path.matchAll(/[a-z]{3,20}/g)) {
-      tok(sink, 'url:p:' + m[0]);
+      sink.tok('url:p:', m[0]);
       if (++words >= 4) break;
     }
   }
-  if (url.length > 120) tok(sink, 'url:long');
+  if (url.length > 120) sink.tok('url:long');
   return { host, ip };
 }
 

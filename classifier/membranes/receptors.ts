@@ -75,11 +75,12 @@ function countRegex(re: RegExp, s: string, max: number): number {
 const pass = (x: number, r: { gt: number; gte: number; lt: number; lte: number }) => x > r.gt && x >= r.gte && x < r.lt && x <= r.lte;
 
 /**
- * Fills `state` (one array per membrane, emptied first) and `hits` (objects emitted per signal).
+ * Fills `state` (one new array per membrane) and `hits` (objects emitted per signal).
  * Returns the facts, which the caller may show in details.
  */
 export function sense(rules: CompiledRules, f: MessageFeatures, reputation: ReadonlyMap<string, number>, state: Obj[][], hits: Float64Array): MessageFacts {
-  for (const s of state) s.length = 0;
+  // Fresh arrays: cheaper than truncating (Array length writes go through the runtime).
+  for (let m = 0; m < state.length; m++) state[m] = [];
   const counts = new Int32Array(rules.receptors.length);
   // The body is read exactly once: word ids for the lists, letter counts for the facts.
   const stats: TextStats = { upper: 0, letters: 0, exclamations: 0 };

@@ -118,7 +118,7 @@ export function evolve(rules: CompiledRules, state: Obj[][], hits: Float64Array,
       if (alive[m] === 0) continue;
       const mem = rules.membranes[m]!;
       const objs = state[m]!;
-      products.length = 0;
+      if (products.length > 0) products.length = 0;
       if (usedScratch.length < objs.length) usedScratch = new Uint8Array(objs.length * 2);
       const used = usedScratch;
       used.fill(0, 0, objs.length);
@@ -160,11 +160,11 @@ export function evolve(rules: CompiledRules, state: Obj[][], hits: Float64Array,
       if (dissolve) dissolving.push(m);
 
       // Drop consumed objects, add products, then let permeable ones out.
+      if (objs.length === 0 && products.length === 0) continue;
       const up = parent[m]!;
       const perm = mem.permeability;
-      let w = 0;
-      const n = objs.length;
-      for (let i = 0; i < n; i++) {
+      const kept: Obj[] = [];
+      for (let i = 0; i < objs.length; i++) {
         if (used[i] === 1) continue; // consumed this step
         const o = objs[i]!;
         const k = up >= 0 ? perm[o.t]! : 0;
@@ -172,34 +172,34 @@ export function evolve(rules: CompiledRules, state: Obj[][], hits: Float64Array,
           o.c *= k;
           incoming[up]!.push(o);
           changed = true;
-        } else objs[w++] = o;
+        } else kept.push(o);
       }
-      objs.length = w;
       for (const o of products) {
         const k = up >= 0 ? perm[o.t]! : 0;
         if (k > 0) {
           o.c *= k;
           incoming[up]!.push(o);
-        } else objs.push(o);
+        } else kept.push(o);
       }
+      state[m] = kept;
     }
     for (let m = 0; m < M; m++) {
       const inc = incoming[m]!;
       if (inc.length === 0) continue;
       const into = state[m]!;
       for (const o of inc) into.push(o);
-      inc.length = 0;
+      incoming[m] = [];
     }
     for (const m of dissolving) {
       const up = parent[m]!;
       const into = state[up]!;
       for (const o of state[m]!) into.push(o);
-      state[m]!.length = 0;
+      state[m] = [];
       for (let c = 0; c < M; c++) if (parent[c] === m) parent[c] = up;
       alive[m] = 0;
       dissolved.push(rules.membranes[m]!.id);
     }
-    dissolving.length = 0;
+    if (dissolving.length > 0) dissolving.length = 0;
     if (!changed) break;
     steps++;
   }

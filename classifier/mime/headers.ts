@@ -30,11 +30,12 @@ function isNameByte(c: number): boolean {
 
 /** Index of the end of the header block's blank line search when the cap was hit: body start or end. */
 function skipToBody(buf: Buffer, from: number, end: number): number {
-  const a = buf.indexOf('\n\n', from);
-  const b = buf.indexOf('\n\r\n', from);
-  const cands = [a < 0 || a >= end ? Infinity : a + 2, b < 0 || b >= end ? Infinity : b + 3];
-  const best = Math.min(cands[0]!, cands[1]!);
-  return best === Infinity ? end : Math.min(best, end);
+  // A view, so a part's search stops at the part's end instead of running through the message.
+  const view = buf.subarray(from, end);
+  const a = view.indexOf('\n\n');
+  const b = view.indexOf('\n\r\n');
+  const best = Math.min(a < 0 ? Infinity : a + 2, b < 0 ? Infinity : b + 3);
+  return best === Infinity ? end : from + best;
 }
 
 /**

@@ -37,13 +37,19 @@ function numericRef(code: number): string {
   return String.fromCodePoint(code);
 }
 
-/** Decode character references in s[from, to). Unknown ones stay as written. */
+/** Index of the first '&' in s[from, to), or -1. A bounded loop: indexOf would search past `to`. */
+export function ampIn(s: string, from: number, to: number): number {
+  for (let i = from; i < to; i++) if (s.charCodeAt(i) === 38) return i;
+  return -1;
+}
+
+/** Decode character references in s[from, to). Unknown ones stay as written. Linear in to − from. */
 export function decodeEntities(s: string, from: number, to: number): string {
-  let amp = s.indexOf('&', from);
-  if (amp < 0 || amp >= to) return s.slice(from, to);
+  let amp = ampIn(s, from, to);
+  if (amp < 0) return s.slice(from, to);
   let out = '';
   let last = from;
-  while (amp >= 0 && amp < to) {
+  while (amp >= 0) {
     out += s.slice(last, amp);
     let i = amp + 1;
     let rep: string | undefined;
@@ -62,18 +68,25 @@ export function decodeEntities(s: string, from: number, to: number): string {
       }
       if (i > numStart) {
         rep = numericRef(code);
-        if (s.charCodeAt(i) === 59) i++;
-      }
+        if (i < to && s.charCodeAt(i) === 59) i++;
+      } else i = amp + 1;
     } else {
-      const semi = s.indexOf(';', i);
-      if (semi > i && semi < to && semi - i <= 8) {
+      // Names are short: look for the ';' within 9 characters only.
+      let semi = -1;
+      for (let k = i; k < to && k <= i + 8; k++) {
+        if (s.charCodeAt(k) === 59) {
+          semi = k;
+          break;
+        }
+      }
+      if (semi > i) {
         const name = s.slice(i, semi);
         rep = NAMED.get(name) ?? NAMED.get(name.toLowerCase());
         if (rep !== undefined) i = semi + 1;
       }
       if (rep === undefined) {
         for (const n of NO_SEMI) {
-          if (s.startsWith(n, i)) {
+          if (i + n.length <= to && s.startsWith(n, i)) {
             rep = NAMED.get(n)!;
             i += n.length;
             break;
@@ -88,7 +101,7 @@ export function decodeEntities(s: string, from: number, to: number): string {
       out += rep;
       last = i;
     }
-    amp = s.indexOf('&', last);
+    amp = ampIn(s, last, to);
   }
   return out + s.slice(last, to);
 }

@@ -17,7 +17,7 @@
  * - links: href of a/area/link/base, src of img/iframe/frame/embed/script/input, action of form,
  *   background of body/table/td; at most MAX_LINKS, each at most 2,048 characters.
  */
-import { decodeEntities, parseColor, readStyle, sameColor, type StyleFacts } from './html-util.ts';
+import { ampIn, decodeEntities, parseColor, readStyle, sameColor, type StyleFacts } from './html-util.ts';
 
 export interface HtmlText {
   text: string;
@@ -47,9 +47,21 @@ flag('p div tr li ul ol dl dt dd table h1 h2 h3 h4 h5 h6 blockquote pre hr cente
 flag('br', LINE);
 flag('td th img input button select option textarea', CELL);
 flag('p li td th tr option', PEER);
-const LINK_ATTR = new Map<string, number>(
-  Object.entries({ a: 0, area: 0, link: 0, base: 0, img: 1, iframe: 1, frame: 1, embed: 1, script: 1, input: 1, form: 2 }), // ATTR_NAMES indexes
-);
+flag('a b i u s em strong font span small big sup sub strike tt code nobr abbr label iframe object noscript o:p', 0);
+
+/**
+ * Known element names by a hash of their lower-case letters, so readTag can name a tag without
+ * building a string (the common case), and stack comparisons are identity comparisons.
+ */
+const KNOWN = new Map<number, { name: string; flags: number }>();
+function nameHash(h: number, c: number): number {
+  return (Math.imul(h, 31) + (c | 0x20)) | 0;
+}
+for (const [name, flags] of FLAGS) {
+  let h = 0;
+  for (let k = 0; k < name.length; k++) h = nameHash(h, name.charCodeAt(k));
+  if (!KNOWN.has(h)) KNOWN.set(h, { name, flags });
+}
 
 function isAlpha(c: number): boolean {
   return (c | 0x20) >= 97 && (c | 0x20) <= 122;
@@ -80,10 +92,18 @@ const A_BACKGROUND = 6;
 const A_HIDDEN = 7;
 const A_TEXT = 8;
 const ATTR_NAMES = ['href', 'src', 'action', 'style', 'color', 'bgcolor', 'background', 'hidden', 'text'];
+/** Which attribute of an element is its link. */
+const LINK_ATTR = new Map<string, number>([
+  ...['a', 'area', 'link', 'base'].map((t) => [t, A_HREF] as const),
+  ...['img', 'iframe', 'frame', 'embed', 'script', 'input'].map((t) => [t, A_SRC] as const),
+  ['form', A_ACTION],
+]);
 
 /** The tag just read. One object, reused: readTag runs for every tag, so it allocates nothing but strings it must. */
 const tag = {
   name: '',
+  /** FLAGS of the element. */
+  flags: 0,
   closing: false,
   selfClosing: false,
   /** Index just past '>'. */
@@ -117,8 +137,21 @@ function readTag(s: string, lt: number): void {
   tag.closing = s.charCodeAt(i) === 47;
   if (tag.closing) i++;
   const nameStart = i;
-  while (i < n && !isSpace(s.charCodeAt(i)) && s.charCodeAt(i) !== 62 && s.charCodeAt(i) !== 47) i++;
-  tag.name = s.slice(nameStart, Math.min(i, nameStart + 16)).toLowerCase();
+  let h = 0;
+  while (i < n) {
+    const c = s.charCodeAt(i);
+    if (isSpace(c) || c === 62 || c === 47) break;
+    h = nameHash(h, c);
+    i++;
+  }
+  const known = KNOWN.get(h);
+  if (known !== undefined && eqLower(s, nameStart, i, known.name)) {
+    tag.name = known.name;
+    tag.flags = known.flags;
+  } else {
+    tag.name = s.slice(nameStart, Math.min(i, nameStart + 16)).toLowerCase();
+    tag.flags = FLAGS.get(tag.name) ?? 0;
+  }
   if (tag.hasAttrs) tag.attrs.fill(undefined);
   tag.hasAttrs = false;
   let selfClosing = false;
@@ -217,7 +250,10 @@ export function htmlToText(html: string, maxChars: number): HtmlText {
   const s = typeof html === 'string' ? html : '';
   const n = s.length;
   const cap = Math.max(0, maxChars);
-  let text = '';
+  // Pieces joined once at the end: a string built with += is a rope, and reading a rope character
+  // by character (as the tokenizer does next) is several times slower than reading a flat string.
+  const out: string[] = [];
+  let textLen = 0;
   let tags = 0;
   let hidden = 0;
   const links: string[] = [];
@@ -232,62 +268,71 @@ export function htmlToText(html: string, maxChars: number): HtmlText {
   const facts: StyleFacts = { hidden: false, color: -1, bg: -1 };
   const closeCache = new Map<string, number>();
 
-  const emit = (from: number, to: number) => {
-    const hiddenNow = hideDepth > 0 || (color >= 0 && bg >= 0 && sameColor(color, bg));
-    if (hiddenNow) {
-      hidden += visibleChars(s, from, to);
-      return;
-    }
-    if (text.length >= cap) return;
-    appendCollapsed(decodeEntities(s, from, Math.min(to, from + (cap - text.length) + 64)));
-  };
   // Browsers collapse white space runs to one space; block ends become a blank line, <br> a line
-  // break. `trailing` says how `text` ends: 0 a character, 1 a space, 2 "\n", 3 "\n\n" (or empty).
+  // break. `trailing` says how `text` ends: 0 a character, 2 "\n", 3 "\n\n" (or empty); a space
+  // owed after a character is only written before the next one, so `text` is never cut back
+  // (cutting a long rope would flatten it every time).
   let trailing = 3;
+  let owedSpace = false;
   const space = () => {
-    if (trailing === 0) {
-      text += ' ';
-      trailing = 1;
+    if (trailing === 0) owedSpace = true;
+  };
+  const put = (str: string) => {
+    if (owedSpace) {
+      out.push(' ');
+      textLen++;
+      owedSpace = false;
     }
+    out.push(str);
+    textLen += str.length;
+    trailing = 0;
   };
   // Copies maximal stretches that need no change (words separated by single spaces) in one slice,
   // so ordinary text costs one string per text node, not one per word.
-  const appendCollapsed = (t: string) => {
-    const len = t.length;
-    let k = 0;
-    while (k < len && isSpace(t.charCodeAt(k))) k++;
-    if (k > 0) space();
+  const putCollapsed = (t: string, from: number, to: number) => {
+    let k = from;
+    while (k < to && isSpace(t.charCodeAt(k))) k++;
+    if (k > from) space();
     let seg = k;
-    while (k < len) {
+    while (k < to) {
       const c = t.charCodeAt(k);
       if (!isSpace(c)) {
         k++;
         continue;
       }
       let r = k + 1;
-      while (r < len && isSpace(t.charCodeAt(r))) r++;
-      if (c === 32 && r === k + 1 && r < len) {
+      while (r < to && isSpace(t.charCodeAt(r))) r++;
+      if (c === 32 && r === k + 1 && r < to) {
         k = r; // a single space between words stays in the stretch
         continue;
       }
-      if (k > seg) {
-        text += t.slice(seg, k);
-        trailing = 0;
-      }
+      if (k > seg) put(t.slice(seg, k));
       space();
       seg = k = r;
     }
-    if (len > seg) {
-      text += seg === 0 ? t : t.slice(seg);
-      trailing = 0;
-    }
+    if (to > seg) put(t.slice(seg, to));
   };
   const lineBreak = (blank: boolean) => {
-    if (text.length >= cap || trailing === 3 || (trailing === 2 && !blank)) return;
-    if (trailing === 1) text = text.slice(0, -1);
-    if (trailing === 2) text += '\n';
-    else text += blank ? '\n\n' : '\n';
+    owedSpace = false;
+    if (textLen >= cap || trailing === 3 || (trailing === 2 && !blank)) return;
+    const br = trailing === 2 || !blank ? '\n' : '\n\n';
+    out.push(br);
+    textLen += br.length;
     trailing = blank ? 3 : 2;
+  };
+  const emit = (from: number, to: number) => {
+    const hiddenNow = hideDepth > 0 || (color >= 0 && bg >= 0 && sameColor(color, bg));
+    if (hiddenNow) {
+      hidden += visibleChars(s, from, to);
+      return;
+    }
+    if (textLen >= cap) return;
+    const end = Math.min(to, from + (cap - textLen) + 64);
+    if (ampIn(s, from, end) < 0) putCollapsed(s, from, end); // the source is flat: read it in place
+    else {
+      const t = decodeEntities(s, from, end);
+      putCollapsed(t, 0, t.length);
+    }
   };
   const pop = (to: number) => {
     while (stName.length > to) {
@@ -332,7 +377,7 @@ export function htmlToText(html: string, maxChars: number): HtmlText {
     i = tag.end;
     tags++;
     const name = tag.name;
-    const fl = FLAGS.get(name) ?? 0;
+    const fl = tag.flags;
     if (tag.closing) {
       for (let k = stName.length - 1; k >= 0 && k >= stName.length - 16; k--) {
         if (stName[k] === name) {
@@ -364,7 +409,7 @@ export function htmlToText(html: string, maxChars: number): HtmlText {
     }
     if (fl & BLOCK) lineBreak(true);
     else if (fl & LINE) lineBreak(false);
-    else if (fl & CELL && text.length < cap) space();
+    else if (fl & CELL && textLen < cap) space();
     if (fl & VOID || tag.selfClosing) continue;
     // <p> inside <p> (and li, td, …) closes the first: keeps the stack from growing on sloppy HTML.
     if (fl & PEER && stName.length > 0 && stName[stName.length - 1] === name) pop(stName.length - 1);
@@ -390,7 +435,9 @@ export function htmlToText(html: string, maxChars: number): HtmlText {
     stColor.push(color);
     stBg.push(bg);
   }
-  if (trailing !== 0) text = text.trimEnd();
+  // No line breaks at the end.
+  if (trailing !== 0) while (out.length > 0 && (out[out.length - 1] === '\n' || out[out.length - 1] === '\n\n')) out.pop();
+  let text = out.join('');
   if (text.length > cap) text = text.slice(0, cap);
   return { text, tags, hiddenTextChars: hidden, links };
 }

@@ -151,13 +151,13 @@ function attachmentOf(type: string, filename: string | undefined, size: number):
   return att;
 }
 
-function emptyMessage(bytes: number, ctx: Ctx): ParsedMessage {
+function emptyMessage(bytes: number, defects: string[]): ParsedMessage {
   return {
     headers: [],
     textParts: [],
     htmlParts: [],
     attachments: [],
-    stats: { bytes, parts: 0, depth: 0, truncated: false, badCharset: false, defects: ctx.defects },
+    stats: { bytes, parts: 0, depth: 0, truncated: false, badCharset: false, defects },
   };
 }
 
@@ -181,9 +181,8 @@ export function parseMessage(raw: Buffer, limits: ParseLimits): ParsedMessage {
     maxParts: clampLimit(limits.maxParts, DEFAULT_LIMITS.maxParts),
     maxDepth: clampLimit(limits.maxDepth, DEFAULT_LIMITS.maxDepth),
   };
-  const ctx: Ctx = { defects: [], badCharset: false };
-  const st: State = { ...ctx, msg: emptyMessage(0, ctx), truncated: false };
-  st.defects = st.msg.stats.defects;
+  const defects: string[] = [];
+  const st: State = { defects, badCharset: false, msg: emptyMessage(0, defects), truncated: false };
   try {
     let buf = asBuffer(raw);
     if (buf.length > lim.maxBytes) {

@@ -68,6 +68,12 @@ export async function migrate(pool: pg.Pool, module: string, dir: string): Promi
   const files = await readMigrations(dir);
   const client = await pool.connect();
   let broken: Error | undefined;
+  // pg emits 'error' on a checked-out client when the server goes away, and the pool listens only
+  // while the client is idle: without this listener that event would crash the process.
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     const { rows } = await client.query<{ schema: string | null }>('SELECT current_schema() AS schema');
     const schema = rows[0]?.schema;
@@ -135,6 +141,7 @@ export async function migrate(pool: pg.Pool, module: string, dir: string): Promi
     throw err;
   } finally {
     // After a failure the session may hold a lock or an aborted transaction: discard it, don't pool it.
+    client.off('error', onError);
     client.release(broken);
   }
 }

@@ -115,6 +115,12 @@ export async function setDomainPolicy(pool: pg.Pool, domainInput: string, patch:
   const greylist = splitPatch('greylist', patch.greylist);
   const client = await pool.connect();
   let broken: Error | undefined;
+  // pg emits 'error' on a checked-out client when the server goes away, and the pool listens only
+  // while the client is idle: without this listener that event would crash the process.
+  const onError = (err: Error) => {
+    broken = err;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN');
     const { rows } = await client.query<Row>(
@@ -141,6 +147,7 @@ export async function setDomainPolicy(pool: pg.Pool, domainInput: string, patch:
     }
     throw err;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }
