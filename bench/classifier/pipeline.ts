@@ -36,8 +36,9 @@ if (values['memory-child']) {
   const f = (await import('../../classifier/engine/payload.ts')).decodeFeatures;
   for (let done = 0; done < n; done += 1000) {
     for (let i = 0; i < 2000; i += 2) {
-      tokens[i] = Math.imul(done + i, 0x9e3779b1) >>> 0;
-      tokens[i + 1] = (done + i) >>> 0;
+      const id = done + i / 2; // 1,000 new distinct tokens per message
+      tokens[i] = Math.imul(id, 0x9e3779b1) >>> 0;
+      tokens[i + 1] = id >>> 0;
     }
     const feats = { tokens, sequence: new Uint32Array(0), steps: new Uint32Array(0), text: '', subject: '', urls: [], urlDomains: [], auth: {}, html: { tags: 0, hiddenTextChars: 0, textChars: 0 }, attachmentTypes: [], numeric: {} };
     engine.parts.bayes?.learn(feats, done % 2000 === 0 ? 'spam' : 'ham');

@@ -210,10 +210,18 @@ export function extractFeatures(msg: ParsedMessage, opts: FeatureOptions & { deb
     recipientCount: Math.min(1, hf.toCount / 10),
   };
 
+  // One allocation for the three arrays (views into one buffer; each has its own byteOffset):
+  // typed-array backing stores are allocated outside the JS heap and cost about a microsecond each.
+  const nTok = sink.tokens.count * 2;
+  const nSeq = sink.seq.count * 2;
+  const all = new Uint32Array(nTok + nSeq + sink.steps.length);
+  all.set(sink.tokens.data.subarray(0, nTok));
+  all.set(sink.seq.data.subarray(0, nSeq), nTok);
+  for (let k = 0; k < sink.steps.length; k++) all[nTok + nSeq + k] = sink.steps[k]!;
   const out: MessageFeatures = {
-    tokens: sink.tokens.toArray(),
-    sequence: sink.seq.toArray(),
-    steps: Uint32Array.from(sink.steps),
+    tokens: all.subarray(0, nTok),
+    sequence: all.subarray(nTok, nTok + nSeq),
+    steps: all.subarray(nTok + nSeq),
     text: pieces.join('\n'),
     subject: hf.subject,
     urls,

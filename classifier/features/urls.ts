@@ -178,10 +178,20 @@ export function urlTokens(url: string, sink: TokenSink): UrlFacts | null {
     const dot = path.lastIndexOf('.');
     if (dot > path.lastIndexOf('/') && path.length - dot - 1 >= 1 && path.length - dot - 1 <= 5) sink.tok('url:ext:', path.slice(dot + 1));
     if (rest.includes('http%3a') || rest.includes('://') || rest.includes('http:')) sink.tok('url:redir');
+    // Path words: runs of 3–20 letters (longer runs are cut into 20s, as a regex /[a-z]{3,20}/g would).
     let words = 0;
-    for (const m of path.matchAll(/[a-z]{3,20}/g)) {
-      sink.tok('url:p:', m[0]);
-      if (++words >= 4) break;
+    for (let k = 0; k < path.length && words < 4; ) {
+      const c = path.charCodeAt(k);
+      if (c < 97 || c > 122) {
+        k++;
+        continue;
+      }
+      const w = k;
+      while (k < path.length && k - w < 20 && path.charCodeAt(k) >= 97 && path.charCodeAt(k) <= 122) k++;
+      if (k - w >= 3) {
+        sink.tok('url:p:', path.slice(w, k));
+        words++;
+      }
     }
   }
   if (url.length > 120) sink.tok('url:long');

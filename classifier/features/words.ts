@@ -157,7 +157,9 @@ export class BodyScanner {
   scan(s: string, budget: number): number {
     const end = Math.min(s.length, Math.max(0, budget));
     const counts = this.counts;
-    const ngrams = this.twograms || this.threegrams;
+    // Bigram lanes feed the trigram chain too; trigram lanes only when trigrams are wanted.
+    const bigrams = this.twograms || this.threegrams;
+    const trigrams = this.threegrams;
     let i = 0;
     this.resetChain();
     while (i < end && counts.words < this.maxWords) {
@@ -228,11 +230,13 @@ export class BodyScanner {
         if (lc !== c) upper++;
         a = Math.imul(a ^ lc, MUL_A);
         b = Math.imul(b ^ lc, MUL_B);
-        if (ngrams) {
+        if (bigrams) {
           a2 = Math.imul(a2 ^ lc, MUL_A);
           b2 = Math.imul(b2 ^ lc, MUL_B);
-          a3 = Math.imul(a3 ^ lc, MUL_A);
-          b3 = Math.imul(b3 ^ lc, MUL_B);
+          if (trigrams) {
+            a3 = Math.imul(a3 ^ lc, MUL_A);
+            b3 = Math.imul(b3 ^ lc, MUL_B);
+          }
         }
         i++;
       }
