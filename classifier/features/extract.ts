@@ -110,22 +110,23 @@ export function extractFeatures(msg: ParsedMessage, opts: FeatureOptions & { deb
     findUrls(b, found, MAX_URLS, urlBudget);
     urlBudget -= b.length;
   }
+  // `urls` lists absolute web URLs (with a host); mailto:, javascript: and relative links only
+  // give tokens. Candidates are capped too, so a page of 10,000 distinct relative links stays cheap.
   const urls: string[] = [];
   const seenUrl = new Set<string>();
-  for (const u of links.concat(found)) {
-    if (urls.length >= MAX_URLS) break;
-    if (!seenUrl.has(u)) {
-      seenUrl.add(u);
-      urls.push(u);
-    }
-  }
   const domains = new Set<string>();
   let ipUrls = 0;
-  for (const u of urls) {
+  let tried = 0;
+  for (const u of links.concat(found)) {
+    if (urls.length >= MAX_URLS || tried >= MAX_URLS * 4) break;
+    if (seenUrl.has(u)) continue;
+    seenUrl.add(u);
+    tried++;
     const r = urlTokens(u, sink);
     if (r === null) continue;
+    urls.push(u);
     if (r.ip) ipUrls++;
-    if (domains.size < MAX_URLS) domains.add(r.host);
+    domains.add(r.host);
   }
   sink.tok('url:count:', countBucket(urls.length));
 
