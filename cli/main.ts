@@ -2,26 +2,34 @@
 import { Command } from 'commander';
 import { VERSION } from '../core/version.ts';
 import { postfixSnippet } from '../milter/postfix-snippet.ts';
-import { createMilterServer } from '../milter/service.ts';
+import { startMilterService } from '../milter/service.ts';
 import { policySnippet } from '../policyd/postfix-snippet.ts';
 import { startPolicyService } from '../policyd/service.ts';
 import { createResolver } from '../core/dns/index.ts';
 import type { Logger } from '../core/log.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
 import { registerDnsCommands } from './dns.ts';
+import { registerClassifierCommands } from './classifier.ts';
 import { registerDkimCommands } from './dkim.ts';
+import { registerModelCommands } from './model.ts';
 import { registerPolicyCommands } from './policy.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
   .version(VERSION);
 
-/** The milter with its DNS resolver, registered for shutdown; resolves to the address it listens on. */
+/**
+ * The milter with its DNS resolver (and the classifier and learn endpoint, when enabled),
+ * registered for shutdown; resolves to the address it listens on.
+ */
 async function runMilter(rt: Runtime, log: Logger): Promise<string> {
   const dns = createResolver(rt.config.dns, { log });
-  const server = createMilterServer(rt.config, { log, registry: rt.registry, resolver: dns.resolve });
-  rt.lifecycle.add({ name: 'milter', stop: () => server.stop().then(() => dns.close()) });
-  return server.start();
+  const service = await startMilterService(rt.config, { log, registry: rt.registry, resolver: dns.resolve }).catch(async (err: unknown) => {
+    await dns.close();
+    throw err;
+  });
+  rt.lifecycle.add({ name: 'milter', stop: () => service.stop().then(() => dns.close()) });
+  return service.address;
 }
 
 withServiceOptions(program.command('milter').description('run the Sendmail milter (Postfix smtpd_milters)')).action(
@@ -77,5 +85,7 @@ program
 registerDkimCommands(program);
 registerDnsCommands(program);
 registerPolicyCommands(program);
+registerClassifierCommands(program);
+registerModelCommands(program);
 
 await program.parseAsync(process.argv);

@@ -163,8 +163,9 @@ export class SpamEngine {
   classifyFeatures(f: MessageFeatures, started = performance.now()): Classification {
     const components = this.componentScores(f);
     const c = this.combiner.combine(this.combineInput(f, components));
-    // An untrained model (no component votes yet) has no opinion: such mail is never junked.
-    const voted = components.some((p) => p.voted);
+    // A model that has learned from no mail yet has no opinion, and such mail is never junked: the
+    // membranes vote from their authored rules alone, which is not enough to junk on.
+    const voted = components.some((p) => p.voted && p.name !== 'membranes');
     return { score: c.score, verdict: voted ? this.verdictOf(c.score) : 'inbox', components, contributions: c.contributions, ms: performance.now() - started };
   }
 

@@ -32,7 +32,6 @@ const RISKY_EXT = new Set(['exe', 'scr', 'pif', 'com', 'bat', 'cmd', 'vbs', 'vbe
 const sink = new TokenSink();
 const scanner = new BodyScanner();
 
-
 /** log(1 + x) / log(1 + max), clamped to [0, 1]. */
 function logScale(x: number, max: number): number {
   return Math.min(1, Math.log1p(Math.max(0, x)) / Math.log1p(max));

@@ -54,7 +54,6 @@ export interface HeaderFacts {
   headerCount: number;
 }
 
-
 function bucket(n: number): string {
   return countBucket(n);
 }

@@ -1,8 +1,8 @@
 /**
  * Where tokens go while one message is read: the unique-token set (with the readable form when
- * debugging), the body sequence grouped into steps, and the running counts the numeric features
- * need. One instance is reused for every message (reset() is O(1)); extractFeatures is synchronous,
- * so sharing it is safe.
+ * debugging), and the body sequence grouped into steps. One instance is reused for every message
+ * (reset() costs the tokens of the previous message, not the table size); extractFeatures is
+ * synchronous, so sharing it is safe.
  */
 import { begin, finish, HashBuilder, HashSet64, hs, update } from './hash.ts';
 

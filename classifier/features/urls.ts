@@ -95,7 +95,6 @@ export function findUrls(text: string, out: string[], max: number, budget: numbe
   }
 }
 
-
 const NUMERIC_HOST = /^(?:(?:0x[0-9a-f]*|\d+)\.){0,3}(?:0x[0-9a-f]*|\d+)$/;
 
 /** Dotted quad, one decimal or hex number (http://3232235777/), hex octets, or [IPv6]. */

@@ -269,9 +269,8 @@ export function htmlToText(html: string, maxChars: number): HtmlText {
   const closeCache = new Map<string, number>();
 
   // Browsers collapse white space runs to one space; block ends become a blank line, <br> a line
-  // break. `trailing` says how `text` ends: 0 a character, 2 "\n", 3 "\n\n" (or empty); a space
-  // owed after a character is only written before the next one, so `text` is never cut back
-  // (cutting a long rope would flatten it every time).
+  // break. `trailing` says how the text ends: 0 a character, 2 "\n", 3 "\n\n" (or empty); a space
+  // owed after a character is only written before the next one, so nothing is ever taken back.
   let trailing = 3;
   let owedSpace = false;
   const space = () => {

@@ -9,8 +9,10 @@
  *   YES are added; the Junk Sieve rule keys on X-Spam-Flag. Copies of these headers that arrived
  *   with the message are deleted first (highest index down): a sender cannot pre-mark its mail.
  * - Above the reject threshold: 550 5.7.1 with the reference id (if milter.reject is on).
- * - A failing classifier throws: the pipeline applies classifier.milter.onError (default
- *   `accept`, so the message passes unscored and the error is logged with the queue id).
+ * - A failing classifier: with classifier.milter.onError `accept` (the default) the check itself
+ *   lets the message pass unscored, logging the error with the queue id, and still deletes the
+ *   forged copies of our headers (had it thrown, the pipeline would have dropped those deletions
+ *   with the rest of its result). `tempfail` / `reject` throw, and the pipeline refuses the message.
  * Authenticated submissions and local (unix-socket) senders are not scored: it is our users' mail.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
@@ -18,6 +20,7 @@ import type { ClassifierConfig } from '../../core/config/schema.ts';
 import type { Classification } from '../../classifier/types.ts';
 import { deleteHeaders, rawHeaderBlock, type HeaderField } from '../headers.ts';
 import type { Modification } from '../protocol/responses.ts';
+import { Action } from '../protocol/constants.ts';
 import { buildReplyCode } from '../protocol/replycode.ts';
 import { stateOf } from './message-stream.ts';
 import type { Check, CheckResult } from './types.ts';
@@ -64,7 +67,12 @@ export function spamCheck(cfg: Pick<ClassifierConfig, 'milter' | 'thresholds' | 
     name: NAME,
     timeoutMs: cfg.milter.timeoutMs,
     onError: cfg.milter.onError,
+    // Declared here, not left to the trace check: with the trace header off we still add and delete.
+    actions: Action.ADDHDRS | Action.CHGHDRS,
     wantsConnection: true,
+    // {auth_authen} arrives with MAIL: without the envelope stage, Postfix would never send it and
+    // our users' authenticated submissions would be scored as inbound mail.
+    wantsEnvelope: true,
     wantsHeaders: true,
     wantsBody: true,
 
@@ -98,7 +106,9 @@ export function spamCheck(cfg: Pick<ClassifierConfig, 'milter' | 'thresholds' | 
         r = deps.scorer.classify(raw);
       } catch (err) {
         metrics?.total.inc({ verdict: 'error' });
-        throw err;
+        if (cfg.milter.onError !== 'accept') throw err;
+        ctx.log.warn({ check: NAME, ref: m.messageId, err: (err as Error).message, onError: 'accept' }, 'classifier failed; message passes unscored');
+        return { modifications: forged, summary: 'error (unscored)' };
       }
       metrics?.seconds.observe((performance.now() - started) / 1000);
       const reject = r.verdict === 'reject' && cfg.milter.reject;

@@ -21,8 +21,15 @@ export async function startMilterProcess(
   const args = ['--max-semi-space-size=2', ...(opts.nodeArgs ?? []), path.join(ROOT, 'bin/ceerion.mjs'), 'milter', '--listen', listen, '--metrics-port', '0'];
   args.push('--log-level', opts.logLevel ?? 'warn', ...(opts.args ?? []));
   // The trace-only setup unless a caller turns the others on: authentication would do real DNS
-  // lookups, and signing would read whatever keys this machine has.
-  const env = { ...process.env, CEERION_MILTER_CHECKS_AUTH_ENABLED: 'false', CEERION_MILTER_CHECKS_DKIM_SIGN_ENABLED: 'false', ...opts.env };
+  // lookups, signing would read whatever keys this machine has, and the classifier would use the
+  // machine's PostgreSQL (default schema).
+  const env = {
+    ...process.env,
+    CEERION_MILTER_CHECKS_AUTH_ENABLED: 'false',
+    CEERION_MILTER_CHECKS_DKIM_SIGN_ENABLED: 'false',
+    CEERION_CLASSIFIER_ENABLED: 'false',
+    ...opts.env,
+  };
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));

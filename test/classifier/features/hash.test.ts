@@ -81,7 +81,7 @@ test('avalanche: changing one character flips about half of the 64 bits', () => 
   assert.ok(mean > 30 && mean < 34, `mean flipped bits ${mean}`);
 });
 
-test('HashSet64: add/has, growth far past the initial capacity, O(1) clear', () => {
+test('HashSet64: add/has, growth far past the initial capacity, clear (also of the (0, 0) hash)', () => {
   const s = new HashSet64(4);
   for (let i = 0; i < 10_000; i++) assert.equal(s.add(i, i * 7), true);
   for (let i = 0; i < 10_000; i++) assert.equal(s.add(i, i * 7), false);
