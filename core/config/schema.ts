@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseListen } from '../listen.ts';
 import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter-checks.ts';
 import { classifierSchema } from './classifier.ts';
+import { lmtpSchema } from './lmtp.ts';
 import { authPolicySchema, databaseSchema, policydSchema, redisSchema } from './policyd.ts';
 
 const listenAddress = z.string().superRefine((value, ctx) => {
@@ -98,6 +99,7 @@ export const configSchema = z
     policyd: policydSchema.default({}),
     authPolicy: authPolicySchema.default({}),
     classifier: classifierSchema.default({}),
+    lmtp: lmtpSchema.default({}),
   })
   .strict();
 
@@ -109,4 +111,5 @@ export type AuthConfig = MilterConfig['checks']['auth'];
 export type DkimSignConfig = MilterConfig['checks']['dkimSign'];
 export type AntivirusConfig = MilterConfig['checks']['antivirus'];
 export type { ClassifierConfig } from './classifier.ts';
+export type { LmtpConfig } from './lmtp.ts';
 export type { AuthPolicyConfig, DatabaseConfig, GreylistConfig, Limits, PolicydConfig, Rate, RedisConfig } from './policyd.ts';
