@@ -53,6 +53,8 @@ export const lmtpSchema = z
       })
       .strict()
       .default({}),
+    /** Postfix's recipient_delimiter: `alice+lists@x` is indexed under `alice@x`. Empty: no extensions. */
+    recipientDelimiter: z.string().max(8).default('+'),
     index: z
       .object({
         /** PostgreSQL text search configuration for the tsvector (`simple`, `english`, `german`, …). */
