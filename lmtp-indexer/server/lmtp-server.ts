@@ -74,6 +74,9 @@ export class LmtpServer {
       disabledCommands: ['AUTH', 'STARTTLS'],
       authOptional: true,
       rejectOversized: true,
+      hideENHANCEDSTATUSCODES: false,
+      // We don't carry NOTIFY/ORCPT to Dovecot: Postfix then reports DSN success itself ("relayed").
+      hideDSN: true,
       hideSTARTTLS: true,
       logger: false,
       onConnect: (session, cb) => {

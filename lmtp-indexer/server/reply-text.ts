@@ -17,7 +17,7 @@ export function installReplyPassThrough(): void {
   const proto = SMTPConnection.prototype as unknown as { send(code: number, data?: unknown, context?: unknown): void };
   const original = proto.send;
   proto.send = function send(this: unknown, code: number, data?: unknown, context?: unknown): void {
-    if (typeof data === 'string' && ENHANCED.test(data) && context === undefined) return original.call(this, code, data, false);
+    if (typeof data === 'string' && ENHANCED.test(data)) return original.call(this, code, data, false);
     return original.call(this, code, data, context);
   };
 }
