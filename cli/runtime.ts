@@ -30,7 +30,7 @@ export interface Runtime {
   lifecycle: Lifecycle;
 }
 
-export function loadOrExit(opts: ServiceOptions, listenKey?: 'milter' | 'policyd'): Config {
+export function loadOrExit(opts: ServiceOptions, listenKey?: 'milter' | 'policyd' | 'lmtp'): Config {
   const overrides: Record<string, unknown> = {};
   if (opts.listen && listenKey) overrides[listenKey] = { listen: opts.listen };
   if (opts.logLevel) overrides.log = { level: opts.logLevel };
