@@ -1,0 +1,376 @@
+/**
+ * Relays one message to Dovecot's LMTP server (RFC 2033) and returns Dovecot's answer for each
+ * recipient, so the indexer can pass it back to Postfix unchanged (a quota-full 552 stays 552).
+ *
+ * One connection per delivery: Dovecot's LMTP forks no process per connection (its lmtp service
+ * reuses processes), a local connect costs well under a millisecond, and a fresh session means
+ * no state can leak from one message into the next. Reuse can come later behind the same API.
+ *
+ * The safety rule of the product: mail must never be lost. Whatever goes wrong on our side of the
+ * conversation (Dovecot down, silent, disconnecting, talking nonsense, or our own body source
+ * failing) becomes a 451 for every recipient that has no final answer yet, so Postfix keeps the
+ * message and retries. A 5xx reaches Postfix only when Dovecot itself sent it. Status codes follow
+ * RFC 3463: 4.4.1 "no answer from host" (connect refused, socket missing, connect timeout),
+ * 4.4.2 "bad connection" (established, then timed out or dropped), 4.5.0 for invalid replies,
+ * 4.3.0 for a greeting/LHLO refusal and for our own body source failing.
+ */
+import net from 'node:net';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { formatListen, type ListenAddress } from '../../core/listen.ts';
+import type { Logger } from '../../core/log.ts';
+import type { RecipientReply } from '../types.ts';
+import { DotStuffer, ReplyDecoder, ReplyProtocolError, toRecipientReply, type SmtpReply } from './reply-codec.ts';
+
+/**
+ * ESMTP parameters, either as written (`['BODY=8BITMIME', 'SMTPUTF8']`) or as a map
+ * (`{ BODY: '8BITMIME', SMTPUTF8: true }`, the shape smtp-server hands the LMTP server).
+ */
+export type EsmtpParams = readonly string[] | Readonly<Record<string, string | true>>;
+
+export interface RelayRecipient {
+  address: string;
+  /** RCPT parameters such as `ORCPT=rfc822;a@b`; sent only when Dovecot advertised their extension. */
+  params?: EsmtpParams;
+}
+
+export interface DeliverOptions {
+  address: ListenAddress;
+  lhloName: string;
+  /** Envelope sender without <>; '' for the null sender. */
+  mailFrom: string;
+  /** MAIL parameters such as `BODY=8BITMIME`, `SMTPUTF8`, `SIZE=123`; see pickParams. */
+  mailParams?: EsmtpParams;
+  recipients: Array<string | RelayRecipient>;
+  /** The message as received, not dot-stuffed. Called at most once, and only after Dovecot's 354. */
+  body: () => Readable;
+  /** Limit for connecting, for each reply, and for each wait on socket backpressure. */
+  timeoutMs: number;
+  log: Logger;
+}
+
+/** The LHLO keyword each parameter needs (RFC 1652, 1870, 6531, 3461, 4954). */
+const PARAM_EXTENSION: Readonly<Record<string, string>> = {
+  BODY: '8BITMIME',
+  SIZE: 'SIZE',
+  SMTPUTF8: 'SMTPUTF8',
+  RET: 'DSN',
+  ENVID: 'DSN',
+  NOTIFY: 'DSN',
+  ORCPT: 'DSN',
+  AUTH: 'AUTH',
+};
+
+/** LHLO capabilities: keyword (upper case) → its arguments. The first line is the server's name. */
+export function parseCapabilities(lhlo: SmtpReply): Map<string, string[]> {
+  const caps = new Map<string, string[]>();
+  for (const line of lhlo.lines.slice(1)) {
+    const [keyword, ...args] = line.trim().split(/\s+/);
+    if (keyword) caps.set(keyword.toUpperCase(), args);
+  }
+  return caps;
+}
+
+/**
+ * The parameters the server advertised support for. Dovecot answers an unadvertised one with
+ * `555 5.5.4 Unsupported parameters` (2.3 does not advertise SMTPUTF8, SIZE or DSN), which would
+ * bounce the mail for our mistake, so those are dropped as Postfix's own client drops them.
+ * BODY=BINARYMIME always goes: it needs BDAT, and we send DATA.
+ */
+export function pickParams(params: readonly string[], caps: ReadonlyMap<string, readonly string[]>): { kept: string[]; dropped: string[] } {
+  const kept: string[] = [];
+  const dropped: string[] = [];
+  for (const p of params) {
+    const [name = '', value = ''] = p.split('=', 2);
+    const keyword = name.toUpperCase();
+    const needs = PARAM_EXTENSION[keyword] ?? keyword;
+    const ok = caps.has(needs) && !(keyword === 'BODY' && value.toUpperCase() === 'BINARYMIME');
+    (ok ? kept : dropped).push(p);
+  }
+  return { kept, dropped };
+}
+
+function paramList(params: EsmtpParams | undefined): string[] {
+  if (params === undefined) return [];
+  if (Array.isArray(params)) return [...(params as readonly string[])];
+  return Object.entries(params).map(([k, v]) => (v === true ? k : `${k}=${v}`));
+}
+
+function checkLine(value: string, what: string, extra?: RegExp): void {
+  if (typeof value !== 'string' || /[\r\n\0]/.test(value) || extra?.test(value)) throw new TypeError(`${what} would break the LMTP command line: ${JSON.stringify(value)}`);
+}
+
+type FailureKind = 'unreachable' | 'timeout' | 'closed' | 'protocol' | 'refused' | 'body' | 'internal';
+
+/** Why the conversation ended early, with the reply every unanswered recipient gets. */
+class RelayFailure extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    readonly reply: RecipientReply,
+  ) {
+    super(`${reply.code} ${reply.enhanced ?? ''} ${reply.message}`);
+  }
+}
+
+const deferral = (kind: FailureKind, enhanced: string, message: string): RelayFailure => new RelayFailure(kind, { code: 451, enhanced, message });
+
+type WaitKind = 'connect' | 'reply' | 'drain';
+
+/** Owns the socket, the decoder and the one timer; the codec never writes. */
+class LmtpSession {
+  readonly where: string;
+  private socket: net.Socket | undefined;
+  private connected = false;
+  private readonly decoder = new ReplyDecoder();
+  private readonly queue: SmtpReply[] = [];
+  private pending: { kind: WaitKind; resolve: () => void; reject: (f: RelayFailure) => void } | undefined;
+  private failure: RelayFailure | undefined;
+  private stage = 'connect';
+
+  constructor(
+    private readonly address: ListenAddress,
+    private readonly timeoutMs: number,
+    /** More unread replies than the conversation can produce means the peer is not answering us. */
+    private readonly maxQueued: number,
+  ) {
+    this.where = formatListen(address);
+  }
+
+  connect(): Promise<void> {
+    const a = this.address;
+    const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect(a.port, a.host);
+    this.socket = socket;
+    socket.on('connect', () => {
+      this.connected = true;
+      // Commands are small and each waits for an answer: Nagle would only add delay.
+      if (a.kind === 'tcp') socket.setNoDelay(true);
+      this.wake('connect');
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.wake('drain'));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code ?? err.message;
+      this.fail(
+        this.connected
+          ? deferral('closed', '4.4.2', `Dovecot LMTP at ${this.where}: connection lost during ${this.stage} (${why}); will retry`)
+          : deferral('unreachable', '4.4.1', `Dovecot LMTP at ${this.where} unreachable (${why}); will retry`),
+      );
+    });
+    socket.on('close', () => this.fail(deferral('closed', '4.4.2', `Dovecot LMTP at ${this.where} closed the connection during ${this.stage}; will retry`)));
+    return this.wait('connect', 'connect');
+  }
+
+  send(text: string): void {
+    if (this.failure) throw this.failure;
+    this.socket!.write(text, 'utf8');
+  }
+
+  /** The next reply; replies that arrived before a failure are still handed out first. */
+  async next(stage: string): Promise<SmtpReply> {
+    if (this.queue.length === 0) await this.wait('reply', stage);
+    return this.queue.shift()!;
+  }
+
+  /** Streams the dot-stuffed body with backpressure; never sends the terminator after a short body. */
+  async sendBody(makeBody: () => Readable): Promise<void> {
+    if (this.failure) throw this.failure;
+    const socket = this.socket!;
+    try {
+      await pipeline(makeBody(), new DotStuffer(), async (source: AsyncIterable<Buffer>) => {
+        for await (const chunk of source) {
+          if (this.failure) throw this.failure;
+          if (!socket.write(chunk)) await this.wait('drain', 'DATA (sending the message)');
+        }
+      });
+    } catch (err) {
+      if (err instanceof RelayFailure) throw err;
+      if (this.failure) throw this.failure;
+      // Our source failed: closing without the terminator makes Dovecot drop the partial message.
+      const f = deferral('body', '4.3.0', `could not read the message to relay to Dovecot: ${(err as Error).message}; will retry`);
+      this.fail(f);
+      throw f;
+    }
+  }
+
+  /** QUIT and a clean close; problems here change no result, the answers are already final. */
+  async quit(): Promise<void> {
+    try {
+      this.send('QUIT\r\n');
+      await this.next('QUIT');
+    } catch {
+      // already failed or closed: nothing left to say
+    }
+    this.close();
+  }
+
+  close(): void {
+    const s = this.socket;
+    if (!s || s.destroyed) return;
+    s.end();
+    // A peer that never closes its side must not keep the socket around.
+    const t = setTimeout(() => s.destroy(), this.timeoutMs).unref();
+    s.once('close', () => clearTimeout(t));
+  }
+
+  private wait(kind: WaitKind, stage: string): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    this.stage = stage;
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.fail(
+          kind === 'connect'
+            ? deferral('unreachable', '4.4.1', `Dovecot LMTP at ${this.where} did not accept a connection within ${this.timeoutMs} ms; will retry`)
+            : deferral('timeout', '4.4.2', `Dovecot LMTP at ${this.where} did not answer ${stage} within ${this.timeoutMs} ms; will retry`),
+        );
+      }, this.timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        this.pending = undefined;
+      };
+      this.pending = {
+        kind,
+        resolve: () => (done(), resolve()),
+        reject: (f) => (done(), reject(f)),
+      };
+    });
+  }
+
+  private wake(kind: WaitKind): void {
+    if (this.pending?.kind === kind) this.pending.resolve();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.failure) return;
+    let bad: ReplyProtocolError | undefined;
+    try {
+      this.queue.push(...this.decoder.push(chunk));
+    } catch (err) {
+      if (!(err instanceof ReplyProtocolError)) throw err;
+      this.queue.push(...err.repliesBefore);
+      bad = err;
+    }
+    if (this.queue.length > 0) this.wake('reply');
+    if (bad) this.fail(deferral('protocol', '4.5.0', `Dovecot LMTP at ${this.where} sent an invalid reply during ${this.stage} (${bad.message}); will retry`));
+    else if (this.queue.length > this.maxQueued) this.fail(deferral('protocol', '4.5.0', `Dovecot LMTP at ${this.where} sent replies nobody asked for during ${this.stage}; will retry`));
+  }
+
+  private fail(f: RelayFailure): void {
+    if (this.failure) return;
+    this.failure = f;
+    this.socket?.destroy();
+    this.pending?.reject(f);
+  }
+}
+
+/** True for 2xx, false for 4xx/5xx; a 3xx where none belongs is not an answer we can pass on. */
+function accepted(reply: SmtpReply, stage: string, where: string): boolean {
+  if (reply.code >= 200 && reply.code < 300) return true;
+  if (reply.code >= 400) return false;
+  throw deferral('protocol', '4.5.0', `Dovecot LMTP at ${where} answered ${stage} with ${reply.code}; will retry`);
+}
+
+/** Greeting or LHLO not OK: Dovecot's 4xx is passed on, a 5xx becomes a 451 so the mail is kept. */
+function refusal(reply: SmtpReply, stage: string, where: string): RelayFailure {
+  const r = toRecipientReply(reply);
+  if (reply.code >= 400 && reply.code < 500) return new RelayFailure('refused', r);
+  return deferral('refused', '4.3.0', `Dovecot LMTP at ${where} refused the session at ${stage}: ${r.code} ${r.enhanced ?? ''} ${r.message}`.replace(/ +/g, ' '));
+}
+
+interface Rcpt {
+  address: string;
+  params: string[];
+}
+
+async function converse(s: LmtpSession, opts: DeliverOptions, mailParams: string[], rcpts: Rcpt[], results: Array<RecipientReply | undefined>, log: Logger): Promise<void> {
+  await s.connect();
+  const greeting = await s.next('greeting');
+  if (greeting.code !== 220) throw refusal(greeting, 'greeting', s.where);
+  s.send(`LHLO ${opts.lhloName}\r\n`);
+  const lhlo = await s.next('LHLO');
+  if (lhlo.code !== 250) throw refusal(lhlo, 'LHLO', s.where);
+  const caps = parseCapabilities(lhlo);
+
+  const params = (list: readonly string[], what: string): string => {
+    const { kept, dropped } = pickParams(list, caps);
+    if (dropped.length > 0) log.debug({ dropped, what }, 'LMTP parameters Dovecot did not advertise were left out');
+    return kept.map((p) => ` ${p}`).join('');
+  };
+  const mailCmd = `MAIL FROM:<${opts.mailFrom}>${params(mailParams, 'MAIL')}\r\n`;
+  const rcptCmds = rcpts.map((r) => `RCPT TO:<${r.address}>${params(r.params, 'RCPT')}\r\n`);
+  const pipelining = caps.has('PIPELINING');
+
+  // RFC 2920: MAIL and every RCPT in one write, then the replies in order. Without PIPELINING,
+  // one command at a time; RCPTs are not sent at all after MAIL failed.
+  if (pipelining) s.send(mailCmd + rcptCmds.join(''));
+  else s.send(mailCmd);
+  const mail = await s.next('MAIL FROM');
+  const mailOk = accepted(mail, 'MAIL FROM', s.where);
+  // Set now: should the pipelined RCPT replies then fail to come, Dovecot's MAIL answer still stands.
+  if (!mailOk) for (const i of results.keys()) results[i] = toRecipientReply(mail);
+  const ok: number[] = [];
+  if (mailOk || pipelining) {
+    for (const [i, cmd] of rcptCmds.entries()) {
+      if (!pipelining) s.send(cmd);
+      const reply = await s.next(`RCPT TO:<${rcpts[i]!.address}>`);
+      // After a failed MAIL the RCPT replies are read only to keep the stream in step.
+      if (!mailOk) continue;
+      if (accepted(reply, 'RCPT TO', s.where)) ok.push(i);
+      else results[i] = toRecipientReply(reply);
+    }
+  }
+  if (!mailOk || ok.length === 0) return;
+
+  s.send('DATA\r\n');
+  const data = await s.next('DATA');
+  if (data.code !== 354) {
+    if (accepted(data, 'DATA', s.where)) throw deferral('protocol', '4.5.0', `Dovecot LMTP at ${s.where} answered DATA with ${data.code}; will retry`);
+    for (const i of ok) results[i] = toRecipientReply(data);
+    return;
+  }
+  await s.sendBody(opts.body);
+  // RFC 2033 §4.2: one reply per recipient accepted at RCPT, in RCPT order.
+  for (const i of ok) {
+    const reply = await s.next(`end of DATA (reply for <${rcpts[i]!.address}>)`);
+    accepted(reply, 'end of DATA', s.where);
+    results[i] = toRecipientReply(reply);
+  }
+}
+
+/**
+ * Delivers one message through Dovecot's LMTP. The result has one entry per input recipient, in
+ * order: the RCPT rejection, or the reply after DATA, or a 451 when the conversation failed before
+ * that recipient had a final answer. Rejects only for invalid options (TypeError), never for
+ * network or protocol trouble.
+ */
+export async function deliverToDovecot(opts: DeliverOptions): Promise<RecipientReply[]> {
+  checkLine(opts.lhloName, 'lhloName', /\s|^$/);
+  checkLine(opts.mailFrom, 'mailFrom');
+  const mailParams = paramList(opts.mailParams);
+  for (const p of mailParams) checkLine(p, 'MAIL parameter', /\s|^$/);
+  if (!(opts.timeoutMs > 0 && Number.isFinite(opts.timeoutMs))) throw new TypeError(`timeoutMs must be a positive number, got ${opts.timeoutMs}`);
+  const rcpts: Rcpt[] = opts.recipients.map((r) => (typeof r === 'string' ? { address: r, params: [] } : { address: r.address, params: paramList(r.params) }));
+  if (rcpts.length === 0) throw new TypeError('deliverToDovecot needs at least one recipient');
+  for (const r of rcpts) {
+    checkLine(r.address, 'recipient', /^$/);
+    for (const p of r.params) checkLine(p, 'RCPT parameter', /\s|^$/);
+  }
+
+  const results: Array<RecipientReply | undefined> = rcpts.map(() => undefined);
+  // Replies we can be owed at most: greeting, LHLO, MAIL, each RCPT, DATA, QUIT (each recipient
+  // again after DATA, by which time the RCPT replies have been read).
+  const session = new LmtpSession(opts.address, opts.timeoutMs, rcpts.length + 4);
+  const log = opts.log.child({ dovecot: session.where });
+  try {
+    await converse(session, opts, mailParams, rcpts, results, log);
+    await session.quit();
+  } catch (err) {
+    const failure = err instanceof RelayFailure ? err : deferral('internal', '4.3.0', `internal error relaying to Dovecot: ${(err as Error).message}; will retry`);
+    const unanswered = results.filter((r) => r === undefined).length;
+    if (failure.kind === 'internal') log.error({ err }, 'LMTP relay failed');
+    else log.warn({ kind: failure.kind, reason: failure.reply.message, unanswered }, 'LMTP relay to Dovecot failed; unanswered recipients deferred');
+    for (const [i, r] of results.entries()) results[i] = r ?? { ...failure.reply };
+    session.close();
+  }
+  log.debug({ results: results.map((r) => r && `${r.code} ${r.enhanced ?? ''}`.trim()) }, 'LMTP relay done');
+  return results as RecipientReply[];
+}
