@@ -114,7 +114,7 @@ export class PgListener {
   }
 
   private async attempt(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.client) return;
     const opts = this.opts;
     let client: pg.Client | undefined;
     try {
@@ -123,7 +123,12 @@ export class PgListener {
       this.client = mine;
       mine.on('notification', (msg) => {
         this.stats.notifications++;
-        opts.onNotification(msg.channel, msg.payload);
+        try {
+          opts.onNotification(msg.channel, msg.payload);
+        } catch (err) {
+          // Thrown inside pg's message handling it would take the connection, or the process, down.
+          opts.log.error({ err: (err as Error).message, channel: msg.channel }, 'notification handler threw');
+        }
       });
       mine.on('error', (err) => this.lost(mine, err));
       mine.on('end', () => this.lost(mine, new Error('connection ended')));
