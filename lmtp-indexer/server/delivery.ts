@@ -45,6 +45,8 @@ export interface IndexSink {
   /** True when indexed or backlogged; undefined when that can't be known (database down). */
   has(account: string, sha256: string): Promise<boolean | undefined>;
   write(records: IndexRecord[]): Promise<{ status: 'indexed' | 'backlogged'; inserted: number }>;
+  /** The local backlog can take no more (a long database outage): deliver nothing until it drains. */
+  backlogFull?(): Promise<boolean>;
 }
 
 export interface DeliveryDeps {
@@ -77,6 +79,13 @@ export class DeliveryPipeline {
 
   async deliver(envelope: Envelope, spool: SpooledMessage, log: Logger): Promise<DeliveryOutcome> {
     const receivedAt = this.now().toISOString();
+    if (await this.deps.index.backlogFull?.()) {
+      // Relaying now would store mail we could neither index nor remember as delivered, so a
+      // retry would store it twice: Postfix keeps it until the backlog drains instead.
+      log.error('index backlog full (database down too long): deferring every recipient');
+      const full: RecipientReply = { code: 451, enhanced: '4.3.0', message: 'Index backlog full, try again later' };
+      return { replies: envelope.recipients.map(() => full), duplicates: 0, relayed: 0, accepted: 0, index: 'none' };
+    }
     const accounts = envelope.recipients.map((r) => this.deps.accountOf(r.address));
     const parsed = this.deps.parse(spool.open());
     // has() never throws: an unreachable database is `undefined`, and then we relay.
