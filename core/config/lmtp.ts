@@ -48,8 +48,12 @@ export const lmtpSchema = z
     recipientLookup: z
       .object({
         enabled: z.boolean().default(false),
-        /** When the lookup fails (database down): `tempfail` (451, Postfix retries) or `accept` (Dovecot decides). */
-        onError: z.enum(['tempfail', 'accept']).default('tempfail'),
+        /**
+         * When the lookup fails (database down): `accept` (default: Dovecot decides at its own RCPT,
+         * from its auth cache if its userdb is down too, so mail keeps flowing through an outage)
+         * or `tempfail` (451, Postfix keeps the mail and retries).
+         */
+        onError: z.enum(['tempfail', 'accept']).default('accept'),
       })
       .strict()
       .default({}),

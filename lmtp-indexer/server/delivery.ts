@@ -56,6 +56,8 @@ export interface DeliveryDeps {
   language: string;
   /** Maps an envelope recipient to the account it is indexed under. */
   accountOf: (recipient: string) => string;
+  /** Called with the accounts whose rows were just written (not backlogged). */
+  onIndexed?: (accounts: string[]) => void;
   now?: () => Date;
 }
 
@@ -120,6 +122,7 @@ export class DeliveryPipeline {
       // written (disk full), and then the caller answers 4xx: Postfix retries, and step 1 stops a
       // second copy for every recipient whose row did get written.
       index = (await this.deps.index.write(records)).status;
+      if (index === 'indexed') this.deps.onIndexed?.(accepted);
     } else {
       // Nothing to index, but the parser still holds a stream on the file: let it finish.
       await parsed.catch(() => undefined);

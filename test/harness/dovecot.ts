@@ -1,8 +1,9 @@
 // Starts a private, throwaway Dovecot 2.3 (Debian's dovecot-core + dovecot-imapd binaries,
 // everything else in a fresh temp dir): its own config, base_dir, state_dir, log file and mail
 // store, an IMAP listener on a free loopback port, no TLS, users in a passwd-file with {PLAIN}
-// passwords. Optionally includes the shipped policyd/dovecot/auth-policy.conf pointed at a policy
-// server. Also a minimal IMAP LOGIN client for tests.
+// passwords. Optionally (dovecot-config.ts renders them) the shipped snippets: policyd's
+// auth-policy.conf, and the LMTP indexer's SQL accounts, LMTP listener, quota and push
+// notifications. Also a minimal IMAP LOGIN client for tests.
 //
 // Must run as root: the master binds, then drops to default_internal_user / default_login_user
 // (dovecot, dovenull) and the mail user (nobody) as Debian's package sets them up.
@@ -17,36 +18,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { buildConfig, uidOf, writeLmtpSnippet, writeSnippets, type DovecotOptions } from './dovecot-config.ts';
 import { freePort } from './postfix.ts';
 
-export interface DovecotUser {
-  name: string;
-  password: string;
-}
-
-export interface DovecotOptions {
-  /** passwd-file users; default alice/secret and bob/hunter2. */
-  users?: DovecotUser[];
-  /** Include policyd/dovecot/auth-policy.conf, its placeholders filled with these values. */
-  authPolicy?: { host?: string; port: number; apiHeader?: string; hashNonce?: string };
-  /** Dovecot's built-in per-IP failure delay (anvil). Default off. */
-  authPenalty?: boolean;
-  /** auth_failure_delay in seconds. Default 0. */
-  authFailureDelaySeconds?: number;
-  /** auth_debug = yes (request JSON of every policy call in the log). */
-  authDebug?: boolean;
-  /** Raw lines appended to dovecot.conf (more listeners, protocols, plugins). */
-  extraConfig?: string;
-  /** `protocols`; default imap. Add e.g. lmtp together with its listener in extraConfig. */
-  protocols?: string[];
-}
+export { AUTH_POLICY_SNIPPET, renderAuthPolicySnippet, type DovecotOptions, type DovecotUser } from './dovecot-config.ts';
 
 export interface DovecotInstance {
   imapPort: number;
+  /** With `lmtp`: Dovecot's LMTP on 127.0.0.1:lmtpPort and on the unix socket lmtpSocket. */
+  lmtpPort?: number;
+  lmtpSocket?: string;
   /** Temp dir holding config, base_dir, state, log and mail; removed by stop(). */
   dir: string;
   configFile: string;
@@ -59,13 +44,12 @@ export interface DovecotInstance {
   waitForLog(pattern: RegExp, timeoutMs?: number): Promise<string>;
   /** Stop master and every process it started, then delete the temp dir. Idempotent. */
   stop(): Promise<void>;
+  /** Stop Dovecot as an admin would, keeping config, mail and log (connections are refused meanwhile). */
+  stopService(): Promise<void>;
+  /** Start again after stopService(), on the same ports and config; fails if a port was taken meanwhile. */
+  startAgain(): Promise<void>;
 }
 
-export const AUTH_POLICY_SNIPPET = path.resolve(import.meta.dirname, '../../policyd/dovecot/auth-policy.conf');
-const DEFAULT_USERS: DovecotUser[] = [
-  { name: 'alice', password: 'secret' },
-  { name: 'bob', password: 'hunter2' },
-];
 const START_ATTEMPTS = 3;
 
 const live = new Map<string, () => void>();
@@ -74,74 +58,6 @@ process.once('exit', () => {
 });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** The shipped snippet with its @PLACEHOLDERS@ filled; refuses to leave one behind. */
-export async function renderAuthPolicySnippet(values: { host: string; port: number; apiHeader: string; hashNonce: string }): Promise<string> {
-  const text = (await readFile(AUTH_POLICY_SNIPPET, 'utf8'))
-    .replaceAll('@AUTH_POLICY_HOST@', values.host)
-    .replaceAll('@AUTH_POLICY_PORT@', String(values.port))
-    .replaceAll('@AUTH_POLICY_API_HEADER@', values.apiHeader)
-    .replaceAll('@AUTH_POLICY_HASH_NONCE@', values.hashNonce);
-  const left = /^[^#\n]*(@[A-Z_]+@)/m.exec(text);
-  if (left) throw new Error(`auth-policy.conf: placeholder ${left[1]} not substituted`);
-  return text;
-}
-
-function uidOf(user: string): { uid: number; gid: number } {
-  const line = readFileSync('/etc/passwd', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${user}:`));
-  const f = line?.split(':');
-  if (!f) throw new Error(`no user ${user} in /etc/passwd`);
-  return { uid: Number(f[2]), gid: Number(f[3]) };
-}
-
-function checkUser(u: DovecotUser): string {
-  if (!/^[^:\s]+$/.test(u.name) || /[:\r\n]/.test(u.password)) throw new Error(`user ${JSON.stringify(u.name)} can't go in a passwd-file`);
-  return `${u.name}:{PLAIN}${u.password}::::::`;
-}
-
-function buildConfig(dir: string, port: number, opts: DovecotOptions, mailUser: { uid: number; gid: number }, includes: string[]): string {
-  return [
-    '# Generated by test/harness/dovecot.ts for a private, throwaway Dovecot.',
-    `base_dir = ${dir}/run`,
-    `state_dir = ${dir}/state`,
-    `instance_name = ${path.basename(dir)}`,
-    `log_path = ${dir}/dovecot.log`,
-    `protocols = ${(opts.protocols ?? ['imap']).join(' ')}`,
-    'listen = 127.0.0.1',
-    'ssl = no',
-    'disable_plaintext_auth = no',
-    'auth_mechanisms = plain login',
-    `auth_failure_delay = ${opts.authFailureDelaySeconds ?? 0}`,
-    'auth_verbose = yes',
-    `auth_debug = ${opts.authDebug ? 'yes' : 'no'}`,
-    'default_internal_user = dovecot',
-    'default_login_user = dovenull',
-    `mail_location = maildir:~/Maildir`,
-    'passdb {',
-    '  driver = passwd-file',
-    `  args = scheme=PLAIN username_format=%u ${dir}/passwd`,
-    '}',
-    'userdb {',
-    '  driver = static',
-    `  args = uid=${mailUser.uid} gid=${mailUser.gid} home=${dir}/mail/%u`,
-    '}',
-    'service imap-login {',
-    '  inet_listener imap {',
-    '    address = 127.0.0.1',
-    `    port = ${port}`,
-    '  }',
-    '  inet_listener imaps {',
-    '    port = 0',
-    '  }',
-    '}',
-    ...(opts.authPenalty ? [] : ['service anvil {', '  unix_listener anvil-auth-penalty {', '    mode = 0', '  }', '}']),
-    ...includes.map((f) => `!include ${f}`),
-    opts.extraConfig ?? '',
-    '',
-  ].join('\n');
-}
 
 export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotInstance> {
   if (process.getuid?.() !== 0) throw new Error('startDovecot must run as root (Dovecot drops to dovecot/dovenull itself)');
@@ -153,24 +69,16 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotIn
     await mkdir(path.join(dir, 'mail'), { mode: 0o755 });
     await chown(path.join(dir, 'mail'), mailUser.uid, mailUser.gid);
     await mkdir(path.join(dir, 'state'), { mode: 0o755 });
-    // passwd-file is read by the auth process (user dovecot): readable, not world-readable.
-    const passwd = path.join(dir, 'passwd');
-    await writeFile(passwd, `${(opts.users ?? DEFAULT_USERS).map(checkUser).join('\n')}\n`, { mode: 0o640 });
-    await chown(passwd, 0, uidOf('dovecot').gid);
-    const includes: string[] = [];
     const hashNonce = opts.authPolicy?.hashNonce ?? randomBytes(16).toString('hex');
-    if (opts.authPolicy) {
-      const snippet = path.join(dir, 'auth-policy.conf');
-      const { host = '127.0.0.1', port, apiHeader = '' } = opts.authPolicy;
-      await writeFile(snippet, await renderAuthPolicySnippet({ host, port, apiHeader, hashNonce }), { mode: 0o600 });
-      includes.push(snippet);
-    }
+    const includes = await writeSnippets(dir, opts, hashNonce, mailUser);
     const configFile = path.join(dir, 'dovecot.conf');
     for (let attempt = 1; ; attempt++) {
-      const port = await freePort();
-      await writeFile(configFile, buildConfig(dir, port, opts, mailUser, includes), { mode: 0o600 });
+      const ports = { imap: await freePort(), lmtp: opts.lmtp ? await freePort() : undefined };
+      if (ports.lmtp !== undefined) await writeLmtpSnippet(dir, ports.lmtp);
+      await writeFile(configFile, buildConfig(dir, ports.imap, opts, mailUser, includes), { mode: 0o600 });
       try {
-        return await launch(dir, configFile, port, hashNonce);
+        const running = await launch(dir, configFile, ports);
+        return instance(dir, configFile, ports, hashNonce, running);
       } catch (err) {
         if (attempt < START_ATTEMPTS && /address already in use/i.test((err as Error).message)) continue;
         throw err;
@@ -180,6 +88,51 @@ export async function startDovecot(opts: DovecotOptions = {}): Promise<DovecotIn
     await rm(dir, { recursive: true, force: true, maxRetries: 5 });
     throw err;
   }
+}
+
+const readLogOf = (dir: string) => (): Promise<string> => readFile(path.join(dir, 'dovecot.log'), 'utf8').catch(() => '');
+
+function instance(dir: string, configFile: string, ports: Ports, hashNonce: string, first: Running): DovecotInstance {
+  let running: Running | undefined = first;
+  let stopping: Promise<void> | undefined;
+  const readLog = readLogOf(dir);
+  const stopService = async (): Promise<void> => {
+    const r = running;
+    running = undefined;
+    if (r) await r.shutdown();
+  };
+  return {
+    imapPort: ports.imap,
+    ...(ports.lmtp !== undefined ? { lmtpPort: ports.lmtp, lmtpSocket: path.join(dir, 'run', 'lmtp') } : {}),
+    dir,
+    configFile,
+    mailRoot: path.join(dir, 'mail'),
+    hashNonce,
+    log: readLog,
+    async waitForLog(pattern, timeoutMs = 10_000) {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const text = await readLog();
+        if (pattern.test(text)) return text;
+        if (Date.now() > until) throw new Error(`dovecot log did not match ${pattern} within ${timeoutMs}ms:\n${text}`);
+        await sleep(100);
+      }
+    },
+    stopService,
+    async startAgain() {
+      if (stopping) throw new Error('dovecot instance was stopped for good');
+      if (running) throw new Error('dovecot is already running');
+      running = await launch(dir, configFile, ports);
+    },
+    stop() {
+      stopping ??= (async () => {
+        await stopService();
+        live.delete(dir);
+        await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+      })();
+      return stopping;
+    },
+  };
 }
 
 /** Live members of a process group (master is spawned detached, so its children share its pgid). */
@@ -207,25 +160,44 @@ function killGroup(pgid: number): void {
   }
 }
 
-async function launch(dir: string, configFile: string, port: number, hashNonce: string): Promise<DovecotInstance> {
-  const logFile = path.join(dir, 'dovecot.log');
-  const readLog = (): Promise<string> => readFile(logFile, 'utf8').catch(() => '');
+interface Ports {
+  imap: number;
+  lmtp: number | undefined;
+}
+
+interface Running {
+  /** Stop master and wait for every process it started to be gone. */
+  shutdown(): Promise<void>;
+}
+
+async function launch(dir: string, configFile: string, ports: Ports): Promise<Running> {
+  const readLog = readLogOf(dir);
   // -F: master stays our child, so its exit is observable; detached: its own process group.
   const child: ChildProcess = spawn('dovecot', ['-F', '-c', configFile], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (out += b.toString()));
-  const exited = new Promise<void>((r) => child.once('close', () => r()));
+  // 'exit', not 'close': processes master started may hold its stdio pipes open after it is gone.
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const spawnError = new Promise<Error>((r) => child.once('error', r));
   const pgid = child.pid;
   if (pgid === undefined) throw new Error(`could not start dovecot: ${(await spawnError).message}`);
+  // A test process that dies without stop() must not leave Dovecot running or its dir behind.
   live.set(dir, () => {
     killGroup(pgid);
     rmSync(dir, { recursive: true, force: true });
   });
 
   const shutdown = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    // SIGTERM to the whole group, as systemd stops dovecot.service: a connected IMAP session's
+    // process would otherwise linger after master (seconds, until our SIGKILL).
+    if (child.exitCode === null && child.signalCode === null) {
+      try {
+        process.kill(-pgid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
     const timer = setTimeout(() => killGroup(pgid), 10_000);
     await exited;
     clearTimeout(timer);
@@ -234,51 +206,28 @@ async function launch(dir: string, configFile: string, port: number, hashNonce: 
       if (i === 20) killGroup(pgid);
       await sleep(100);
     }
-    live.delete(dir);
+    // Stopped but kept (stopService): at exit only the dir is left to remove.
+    live.set(dir, () => rmSync(dir, { recursive: true, force: true }));
   };
 
   const deadline = Date.now() + 15_000;
   for (;;) {
     const early = await Promise.race([spawnError, exited.then(() => new Error('exited')), sleep(50).then(() => undefined)]);
     if (early) {
-      live.delete(dir);
+      live.set(dir, () => rmSync(dir, { recursive: true, force: true }));
       throw new Error(`dovecot did not start (${early.message}): ${out}\n${await readLog()}`);
     }
-    if (await imapGreets(port)) break;
+    if ((await greets(ports.imap, '* OK')) && (ports.lmtp === undefined || (await greets(ports.lmtp, '220 ')))) break;
     if (Date.now() > deadline) {
       await shutdown();
-      throw new Error(`dovecot on 127.0.0.1:${port} did not greet within 15s: ${out}\n${await readLog()}`);
+      throw new Error(`dovecot on 127.0.0.1:${ports.imap} did not greet within 15s: ${out}\n${await readLog()}`);
     }
   }
-
-  let stopping: Promise<void> | undefined;
-  return {
-    imapPort: port,
-    dir,
-    configFile,
-    mailRoot: path.join(dir, 'mail'),
-    hashNonce,
-    log: readLog,
-    async waitForLog(pattern, timeoutMs = 10_000) {
-      const until = Date.now() + timeoutMs;
-      for (;;) {
-        const text = await readLog();
-        if (pattern.test(text)) return text;
-        if (Date.now() > until) throw new Error(`dovecot log did not match ${pattern} within ${timeoutMs}ms:\n${text}`);
-        await sleep(100);
-      }
-    },
-    stop() {
-      stopping ??= (async () => {
-        await shutdown();
-        await rm(dir, { recursive: true, force: true, maxRetries: 5 });
-      })();
-      return stopping;
-    },
-  };
+  return { shutdown };
 }
 
-function imapGreets(port: number): Promise<boolean> {
+/** Whether a server on `port` answers with a first line starting with `prefix`. */
+function greets(port: number, prefix: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port });
     let buf = '';
@@ -286,7 +235,7 @@ function imapGreets(port: number): Promise<boolean> {
     s.on('data', (d: Buffer) => {
       buf += d.toString('latin1');
       if (buf.includes('\r\n')) {
-        resolve(buf.startsWith('* OK'));
+        resolve(buf.startsWith(prefix));
         s.destroy();
       }
     });

@@ -46,6 +46,7 @@ test('broken and hostile messages are each delivered and indexed, and the server
   assert.ok(bySubject['thousand-parts']!.attachments.length > 0);
   const imap = await stack.imap('alice');
   const status = await imap.status('INBOX', { messages: true });
+  assert.ok(status);
   assert.equal(status.messages, cases.length, 'Dovecot has every message');
 });
 
@@ -61,5 +62,6 @@ test('a 50 MB message is delivered and indexed', async (t) => {
   assert.ok(rows[0]!.parse_problems.some((p) => /text/i.test(p)), `text cap recorded: ${rows[0]!.parse_problems.join('; ')}`);
   const imap = await stack.imap('bob');
   const status = await imap.status('INBOX', { messages: true });
+  assert.ok(status);
   assert.equal(status.messages, 1);
 });
