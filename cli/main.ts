@@ -5,6 +5,8 @@ import { postfixSnippet } from '../milter/postfix-snippet.ts';
 import { startMilterService } from '../milter/service.ts';
 import { policySnippet } from '../policyd/postfix-snippet.ts';
 import { startPolicyService } from '../policyd/service.ts';
+import { lmtpSnippet } from '../lmtp-indexer/postfix-snippet.ts';
+import { startLmtpService } from '../lmtp-indexer/service.ts';
 import { createResolver } from '../core/dns/index.ts';
 import type { Logger } from '../core/log.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
@@ -13,6 +15,7 @@ import { registerClassifierCommands } from './classifier.ts';
 import { registerDkimCommands } from './dkim.ts';
 import { registerModelCommands } from './model.ts';
 import { registerPolicyCommands } from './policy.ts';
+import { registerSearchCommands } from './search.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
@@ -56,6 +59,22 @@ withServiceOptions(
   process.stderr.write(`policyd on ${service.address}${service.authPolicyPort !== undefined ? `, auth policy on http://${config.authPolicy.host}:${service.authPolicyPort}/` : ''}\n`);
 });
 
+/** The LMTP indexer (LMTP from Postfix, relay to Dovecot, index, HTTP API), registered for shutdown. */
+async function runLmtp(rt: Runtime, log: Logger) {
+  const service = await startLmtpService(rt.config, { log, registry: rt.registry });
+  rt.lifecycle.add({ name: 'lmtp', stop: () => service.stop() });
+  return service;
+}
+
+withServiceOptions(
+  program.command('lmtp').description('run the LMTP indexer (Postfix virtual_transport → Dovecot LMTP, PostgreSQL index, search/events API)'),
+).action(async (opts: ServiceOptions) => {
+  const config = loadOrExit(opts, 'lmtp');
+  const rt = await startRuntime(config, 'lmtp');
+  const service = await runLmtp(rt, rt.log);
+  process.stderr.write(`lmtp indexer on ${service.address}${service.httpPort !== undefined ? `, API on http://${config.lmtp.http.host}:${service.httpPort}/` : ''}\n`);
+});
+
 withServiceOptions(
   program.command('start').description('run every service in the foreground and print the Postfix lines to add'),
 ).action(async (opts: ServiceOptions) => {
@@ -63,11 +82,14 @@ withServiceOptions(
   const rt = await startRuntime(config);
   const address = await runMilter(rt, rt.log.child({ service: 'milter' }));
   const policyd = await runPolicyd(rt, rt.log.child({ service: 'policyd' }));
+  const lmtp = await runLmtp(rt, rt.log.child({ service: 'lmtp' }));
   process.stderr.write(
-    `\nCEERION is running (milter on ${address}, policy service on ${policyd.address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
+    `\nCEERION is running (milter on ${address}, policy service on ${policyd.address}, LMTP indexer on ${lmtp.address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
       postfixSnippet(address) +
       '\n' +
       policySnippet(policyd.address) +
+      '\n' +
+      lmtpSnippet(lmtp.address) +
       `\nStop with Ctrl-C (SIGTERM): in-flight messages finish first.\n\n`,
   );
 });
@@ -87,5 +109,6 @@ registerDnsCommands(program);
 registerPolicyCommands(program);
 registerClassifierCommands(program);
 registerModelCommands(program);
+registerSearchCommands(program);
 
 await program.parseAsync(process.argv);

@@ -108,7 +108,7 @@ export async function startLmtpService(config: Config, deps: { log: Logger; regi
         host: lmtp.http.host,
         port: lmtp.http.port,
         log: log.child({ part: 'http' }),
-        routes: [health, searchRoute({ pool, maxPageSize: lmtp.http.maxPageSize }), push, sendRoute(lmtp.submission)],
+        routes: [health, searchRoute({ pool, maxPageSize: lmtp.http.maxPageSize, language: lmtp.index.language }), push, sendRoute(lmtp.submission)],
         upgrades: [events],
       });
       httpPort = await api.listen();
