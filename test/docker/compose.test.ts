@@ -21,11 +21,13 @@ interface Service {
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.mail.yml'), 'utf8')) as { services: Record<string, Service> };
 
 test('compose services build from files that exist', () => {
-  assert.deepEqual(Object.keys(compose.services).sort(), ['ceerion', 'postfix', 'redis']);
-  // Redis runs a pinned upstream image; ours are built from files in this repository.
+  assert.deepEqual(Object.keys(compose.services).sort(), ['ceerion', 'postfix', 'postgres', 'redis']);
+  // Redis and PostgreSQL run pinned upstream images; ours are built from files in this repository.
   assert.match((compose.services.redis as Service & { image?: string }).image ?? '', /^redis:\d+\.\d+/);
+  // 15+: migration 0002 of the index uses lz4 TOAST compression (PostgreSQL 14+).
+  assert.match((compose.services.postgres as Service & { image?: string }).image ?? '', /^postgres:1[5-9]/);
   for (const [name, svc] of Object.entries(compose.services)) {
-    if (name === 'redis') continue;
+    if (name === 'redis' || name === 'postgres') continue;
     const build = typeof svc.build === 'string' ? { context: svc.build } : svc.build;
     assert.ok(build, `${name} has no build section`);
     const context = path.join(ROOT, build.context);
@@ -79,4 +81,17 @@ test('the Postfix image applies docker/postfix/policy.cf pointed at the ceerion 
   assert.equal(compose.services.postfix!.environment?.CEERION_POLICY, `inet:ceerion:${config.policyd.listen.split(':').at(-1)}`);
   assert.equal(config.redis.url, 'redis://redis:6379');
   assert.ok(compose.services.redis, 'a Redis service for the counters');
+});
+
+test('the Postfix image applies docker/postfix/lmtp.cf pointed at the ceerion container, whose indexer listens there', () => {
+  const dockerfile = readFileSync(path.join(ROOT, 'docker/postfix/Dockerfile'), 'utf8');
+  assert.match(dockerfile, /^COPY lmtp\.cf \/etc\/postfix\/ceerion-lmtp\.cf$/m);
+  const entrypoint = readFileSync(path.join(ROOT, 'docker/postfix/entrypoint.sh'), 'utf8');
+  const cf = readFileSync(path.join(ROOT, 'docker/postfix/lmtp.cf'), 'utf8');
+  const replaced = [...entrypoint.matchAll(/s\|([^|]+)\|/g)].map((m) => m[1]!).find((a) => a.endsWith(':2424'))!;
+  assert.ok(cf.includes(`lmtp:${replaced}`), `lmtp.cf names ${replaced}`);
+  const config = parseConfig(envOverrides(compose.services.ceerion!.environment ?? {}));
+  assert.equal(config.lmtp.listen, 'inet:0.0.0.0:2424');
+  assert.equal(compose.services.postfix!.environment?.CEERION_LMTP, `inet:ceerion:${config.lmtp.listen.split(':').at(-1)}`);
+  assert.equal(config.database.url, 'postgres://ceerion:ceerion@postgres:5432/ceerion');
 });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { EventsClient } from '../../../lmtp-indexer/events/client.ts';
 import { sendMail } from '../../harness/smtp-client.ts';
-import { DOMAIN, eventually, search, startLmtpStack, subjects } from './stack.ts';
+import { DOMAIN, eventually, PASSWORD, search, startLmtpStack, subjects } from './stack.ts';
 
 const mail = (to: string[], subject: string, body = 'Hello from the end-to-end test.') => ({
   from: 'sender@example.net',
@@ -143,4 +143,26 @@ test('a \\Seen flag and a move to Junk in IMAP show up in the index and on the W
   const hit = (await search(stack, 'alice', 'watches')).body.hits![0]!;
   assert.equal(hit.mailbox, 'Junk');
   assert.ok((hit.flags as string[]).includes('\\Seen'));
+});
+
+test('POST /mail/send submits with the account credentials through Postfix and returns the queue id', async (t) => {
+  const stack = await startLmtpStack(t, { submission: true });
+  const auth = (pass: string) => `Basic ${Buffer.from(`alice@${DOMAIN}:${pass}`).toString('base64')}`;
+  const post = (pass: string, body: unknown) => fetch(`${stack.api}/mail/send`, { method: 'POST', headers: { authorization: auth(pass), 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await post(PASSWORD, { to: `bob@${DOMAIN}`, subject: 'Sent through the API', text: 'Hello Bob', attachments: [{ filename: 'a.txt', contentBase64: Buffer.from('attached').toString('base64') }] });
+  const sent = (await res.json()) as { queueId: string | null; messageId: string };
+  assert.equal(res.status, 200, JSON.stringify(sent));
+  assert.match(sent.queueId ?? '', /^[0-9A-Za-z]{6,}$/);
+  // Postfix logs the SASL login under the same queue id, and delivers the message to Bob.
+  await stack.postfix.waitForLog(new RegExp(`${sent.queueId}: client=.*sasl_method=PLAIN, sasl_username=alice@example\\.test`));
+  const imap = await stack.imap('bob');
+  assert.deepEqual(await eventually('delivered to bob', async () => ((await subjects(imap)).length ? subjects(imap) : undefined)), ['Sent through the API']);
+  const hits = await eventually('indexed with its attachment', async () => (await search(stack, 'bob', 'has:attachment')).body.hits?.[0]);
+  assert.equal(hits.subject, 'Sent through the API');
+
+  const refused = await post('wrong password', { to: `bob@${DOMAIN}`, subject: 'nope' });
+  assert.equal(refused.status, 401);
+  const bad = await post(PASSWORD, { to: [], subject: 'no recipients' });
+  assert.equal(bad.status, 400);
+  assert.match(((await bad.json()) as { error: string }).error, /^to/);
 });

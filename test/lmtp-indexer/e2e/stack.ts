@@ -2,7 +2,7 @@
 // LMTP indexer (started in-process from the real config schema), a private Dovecot with accounts
 // in PostgreSQL (the shipped sql/lmtp/quota/push snippets), and PostgreSQL: a schema of the shared
 // server, or a private server the test can stop and start.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -43,6 +43,8 @@ export interface LmtpStackOptions {
   privatePostgres?: boolean;
   /** Index replay interval: short, so tests see the catch-up quickly. */
   replayIntervalMs?: number;
+  /** SMTP AUTH on Postfix's smtpd through Dovecot's auth socket, and /mail/send pointed at it. */
+  submission?: boolean;
 }
 
 export async function startLmtpStack(t: TestContext, opts: LmtpStackOptions = {}): Promise<LmtpStack> {
@@ -63,12 +65,16 @@ export async function startLmtpStack(t: TestContext, opts: LmtpStackOptions = {}
 
   const work = await mkdtemp(path.join(os.tmpdir(), 'ceerion-lmtp-e2e-'));
   t.after(() => rm(work, { recursive: true, force: true }));
+  // Postfix's smtpd (user postfix) must reach Dovecot's auth socket in here.
+  await chmod(work, 0o755);
+  const authSocket = path.join(work, 'auth-postfix');
   const httpPort = await freePort();
   const dovecot = await startDovecot({
     sqlAccounts: database,
     lmtp: true,
     quota: {},
     push: { url: `http://127.0.0.1:${httpPort}/push`, token: PUSH_TOKEN },
+    ...(opts.submission ? { extraConfig: `service auth {\n  unix_listener ${authSocket} {\n    mode = 0666\n  }\n}` } : {}),
   });
   t.after(() => dovecot.stop());
 
@@ -83,6 +89,8 @@ export async function startLmtpStack(t: TestContext, opts: LmtpStackOptions = {}
       recipientLookup: { enabled: true },
       index: { backlogDir: path.join(work, 'backlog'), replayIntervalMs: opts.replayIntervalMs ?? 500 },
       http: { port: httpPort, pushToken: PUSH_TOKEN },
+      // Filled in below, once Postfix has its port.
+      submission: { host: '127.0.0.1', port: 1 },
     },
   });
   const service = await startLmtpService(config, { log: silentLogger });
@@ -96,9 +104,14 @@ export async function startLmtpStack(t: TestContext, opts: LmtpStackOptions = {}
       smtpd_reject_unlisted_recipient: 'no',
       // Bad-input tests send up to 50 MB.
       message_size_limit: String(60 * 1024 * 1024),
+      ...(opts.submission
+        ? { smtpd_sasl_auth_enable: 'yes', smtpd_sasl_type: 'dovecot', smtpd_sasl_path: authSocket, smtpd_sasl_security_options: 'noanonymous', smtpd_tls_auth_only: 'no' }
+        : {}),
     },
   });
   t.after(() => postfix.stop());
+  // The route reads its config object when a request comes, so the port can be set now.
+  config.lmtp.submission.port = postfix.smtpPort;
 
   const tokens: Record<string, string> = {};
   for (const name of Object.keys(accounts)) tokens[name] = await createToken(pool, `${name}@${DOMAIN}`);
