@@ -184,6 +184,9 @@ export function parseForIndex(input: Readable, limits: ParseLimits): Promise<Par
   return new Promise((resolve) => new IndexParse(input, limits, resolve).start());
 }
 
+/** How long the parser may take after the last input byte before we stop waiting for it. */
+const PARSER_STALL_MS = 2_000;
+
 class IndexParse {
   private readonly problems = new Set<string>();
   private readonly parser: InstanceType<typeof mailparser.MailParser>;
@@ -207,6 +210,7 @@ class IndexParse {
   private parserDone = false;
   private inputDone = false;
   private settled = false;
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly input: Readable,
@@ -269,6 +273,17 @@ class IndexParse {
   private inputEnded(): void {
     if (this.inputDone) return;
     this.inputDone = true;
+    // Safety net: mailparser has been seen to never finish on some malformed nestings (an
+    // rfc822 part whose header trips the splitter's limit mid-line). The input is all here, so a
+    // parser that has not finished soon never will: index what was read rather than hang the
+    // delivery waiting for it.
+    this.watchdog = setTimeout(() => {
+      if (this.settled) return;
+      this.problem('the MIME parser stalled on this message; what it had read was indexed');
+      this.parserDone = true;
+      this.parser.destroy();
+      this.maybeResolve();
+    }, PARSER_STALL_MS);
     if (!this.parserEnded) {
       this.pending.push(...this.headerCap.end());
       const rest = this.takePending();
@@ -388,6 +403,7 @@ class IndexParse {
   private maybeResolve(): void {
     if (this.settled || !this.parserDone || !this.inputDone) return;
     this.settled = true;
+    clearTimeout(this.watchdog);
     try {
       this.resolve(this.build());
     } catch (err) {

@@ -15,7 +15,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../../core/log.ts';
-import { insertEvent } from '../events/store.ts';
+import { MAIL_EVENTS_CHANNEL } from '../events/store.ts';
 import type { IndexRecord } from '../types.ts';
 import { Backlog, type ReplayOutcome } from './backlog.ts';
 import { capUtf8, cleanText } from './parse.ts';
@@ -129,28 +129,44 @@ function row(r: IndexRecord, textBytes: number, extraProblem: string | null): { 
 }
 
 /**
- * One statement for all recipients of a message ($1: their accounts): the tsvector, the costly
- * part, is built once (MATERIALIZED: not re-evaluated per recipient row). Casts are explicit
- * because INSERT … SELECT does not take parameter types from the target columns.
+ * One statement, so one round trip, for all recipients of a message ($1: their accounts):
+ * - the tsvector, the costly part, is built once (MATERIALIZED: not re-evaluated per recipient);
+ * - a recipient that already has the message (a retry or a replay) gets no row and no event;
+ * - each new row gets its 'new' event: the account's counter row is bumped and stays locked until
+ *   the statement commits, exactly as insertEvent (events/store.ts) does it, and the NOTIFY goes
+ *   out on commit. A statement is atomic, so row and event exist together or not at all.
+ * Casts are explicit because INSERT … SELECT does not take parameter types from the target columns.
  */
 const INSERT = `
 WITH doc AS MATERIALIZED (
   SELECT setweight(to_tsvector($24::regconfig, coalesce($13::text, '')), 'A')
       || setweight(to_tsvector($24::regconfig, $25::text), 'B')
       || to_tsvector($24::regconfig, $26::text) AS tsv
+), ins AS (
+  INSERT INTO indexed_messages (
+    account, content_sha256, size_bytes, received_at, queue_id, message_id, in_reply_to, refs,
+    from_address, from_name, to_addresses, cc_addresses, subject, sent_at, has_attachment, attachments,
+    spam_score, spam_status, auth_results, spf, dkim, dmarc, snippet, language, tsv, parse_problems)
+  SELECT
+    r.account, decode($2::text, 'hex'), $3::bigint, $4::timestamptz, $5::text, $6::text, $7::text, $8::text[],
+    $9::text, $10::text, $11::text[], $12::text[], $13::text, $14::timestamptz, $15::boolean, $16::jsonb,
+    $17::real, $18::text, $19::text, $20::text, $21::text, $22::text, $23::text, $24::regconfig, doc.tsv, $27::text[]
+  FROM unnest($1::text[]) WITH ORDINALITY AS r(account, n), doc
+  ORDER BY r.n
+  ON CONFLICT (account, content_sha256) DO NOTHING
+  RETURNING id, account
+), counter AS (
+  INSERT INTO mail_event_counters AS c (account, seq)
+  SELECT account, 1 FROM ins
+  ON CONFLICT (account) DO UPDATE SET seq = c.seq + 1
+  RETURNING account, seq
+), event AS (
+  INSERT INTO mail_events (account, seq, kind, message_row, payload)
+  SELECT counter.account, counter.seq, 'new', ins.id, $28::jsonb FROM counter JOIN ins USING (account)
+  RETURNING account, seq
 )
-INSERT INTO indexed_messages (
-  account, content_sha256, size_bytes, received_at, queue_id, message_id, in_reply_to, refs,
-  from_address, from_name, to_addresses, cc_addresses, subject, sent_at, has_attachment, attachments,
-  spam_score, spam_status, auth_results, spf, dkim, dmarc, snippet, language, tsv, parse_problems)
-SELECT
-  r.account, decode($2::text, 'hex'), $3::bigint, $4::timestamptz, $5::text, $6::text, $7::text, $8::text[],
-  $9::text, $10::text, $11::text[], $12::text[], $13::text, $14::timestamptz, $15::boolean, $16::jsonb,
-  $17::real, $18::text, $19::text, $20::text, $21::text, $22::text, $23::text, $24::regconfig, doc.tsv, $27::text[]
-FROM unnest($1::text[]) WITH ORDINALITY AS r(account, n), doc
-ORDER BY r.n
-ON CONFLICT (account, content_sha256) DO NOTHING
-RETURNING id, account`;
+SELECT ins.id, ins.account, pg_notify('${MAIL_EVENTS_CHANNEL}', json_build_object('account', event.account, 'seq', event.seq)::text) AS notified
+FROM ins JOIN event USING (account)`;
 
 type Row = ReturnType<typeof row>;
 const sameValue = (a: unknown, b: unknown): boolean =>
@@ -275,6 +291,29 @@ export class IndexWriter {
     }
   }
 
+  /**
+   * has() for all recipients of one message in one query: per account true, false, or undefined
+   * when PostgreSQL cannot answer (and the backlog does not know it).
+   */
+  async seen(accounts: string[], sha256hex: string): Promise<Array<boolean | undefined>> {
+    const backlog = await this.backlog().catch(() => null);
+    const lower = accounts.map((a) => a.toLowerCase());
+    const inBacklog = lower.map((a) => backlog?.has(a, sha256hex) ?? false);
+    if (inBacklog.every(Boolean)) return inBacklog;
+    try {
+      const { rows } = await this.pool.query<{ account: string }>('SELECT account FROM indexed_messages WHERE account = ANY($1::text[]) AND content_sha256 = decode($2, $3)', [
+        lower,
+        sha256hex.toLowerCase(),
+        'hex',
+      ]);
+      const found = new Set(rows.map((r) => r.account));
+      return lower.map((a, i) => inBacklog[i] || found.has(a));
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'index lookup failed');
+      return lower.map((_, i) => (inBacklog[i] ? true : undefined));
+    }
+  }
+
   /** Replays the backlog every replayIntervalMs while it is not empty. */
   startReplay(): void {
     if (this.timer) return;
@@ -349,6 +388,10 @@ export class IndexWriter {
   }
 
   private async transaction(records: IndexRecord[], textBytes: number, note: string | null): Promise<number> {
+    const groups = groupByMessage(records.map((r) => row(r, textBytes, note)));
+    const params = (group: Row[]) => [group.map((r) => r.account), ...group[0]!.values.slice(1), JSON.stringify(group[0]!.payload)];
+    // The usual case, one message: a single statement is its own transaction.
+    if (groups.length === 1) return (await this.pool.query(INSERT, params(groups[0]!))).rowCount ?? 0;
     const client = await this.pool.connect();
     // A connection dropped while checked out emits 'error' on the client: without a listener, a crash.
     const ignore = (): void => {};
@@ -357,16 +400,7 @@ export class IndexWriter {
     try {
       await client.query('BEGIN');
       let inserted = 0;
-      for (const group of groupByMessage(records.map((r) => row(r, textBytes, note)))) {
-        const values = [group.map((r) => r.account), ...group[0]!.values.slice(1)];
-        const { rows } = await client.query<{ id: string; account: string }>(INSERT, values);
-        // A recipient with no row returned already has this message (a retry or a replay): no second event.
-        for (const inserted_ of rows) {
-          const r = group.find((g) => g.account === inserted_.account)!;
-          await insertEvent(client, { account: r.account, kind: 'new', messageRow: Number(inserted_.id), payload: r.payload });
-        }
-        inserted += rows.length;
-      }
+      for (const group of groups) inserted += (await client.query(INSERT, params(group))).rowCount ?? 0;
       await client.query('COMMIT');
       return inserted;
     } catch (err) {

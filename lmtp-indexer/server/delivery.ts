@@ -44,6 +44,8 @@ export type RelayFn = (envelope: Envelope, body: () => Readable, size: number, l
 export interface IndexSink {
   /** True when indexed or backlogged; undefined when that can't be known (database down). */
   has(account: string, sha256: string): Promise<boolean | undefined>;
+  /** has() for several accounts in one go (one query instead of one per recipient). */
+  seen?(accounts: string[], sha256: string): Promise<Array<boolean | undefined>>;
   write(records: IndexRecord[]): Promise<{ status: 'indexed' | 'backlogged'; inserted: number }>;
   /** The local backlog can take no more (a long database outage): deliver nothing until it drains. */
   backlogFull?(): Promise<boolean>;
@@ -91,7 +93,8 @@ export class DeliveryPipeline {
     const accounts = envelope.recipients.map((r) => this.deps.accountOf(r.address));
     const parsed = this.deps.parse(spool.open());
     // has() never throws: an unreachable database is `undefined`, and then we relay.
-    const seen = await Promise.all(accounts.map((a) => this.deps.index.has(a, spool.sha256)));
+    const index = this.deps.index;
+    const seen = index.seen ? await index.seen(accounts, spool.sha256) : await Promise.all(accounts.map((a) => index.has(a, spool.sha256)));
     const replies: (RecipientReply | undefined)[] = seen.map((s) => (s === true ? ALREADY_DELIVERED : undefined));
     const toRelay = envelope.recipients.filter((_, i) => replies[i] === undefined);
     let relayed: RecipientReply[] = [];
@@ -107,7 +110,7 @@ export class DeliveryPipeline {
       replies[i] = reply;
       if (reply.code >= 200 && reply.code < 300) accepted.push(accounts[i]!);
     }
-    let index: DeliveryOutcome['index'] = 'none';
+    let written: DeliveryOutcome['index'] = 'none';
     if (accepted.length > 0) {
       const message = await parsed;
       const records: IndexRecord[] = accepted.map((account) => ({
@@ -121,8 +124,8 @@ export class DeliveryPipeline {
       // write() backlogs on any database failure; it throws only if the backlog itself can't be
       // written (disk full), and then the caller answers 4xx: Postfix retries, and step 1 stops a
       // second copy for every recipient whose row did get written.
-      index = (await this.deps.index.write(records)).status;
-      if (index === 'indexed') this.deps.onIndexed?.(accepted);
+      written = (await index.write(records)).status;
+      if (written === 'indexed') this.deps.onIndexed?.(accepted);
     } else {
       // Nothing to index, but the parser still holds a stream on the file: let it finish.
       await parsed.catch(() => undefined);
@@ -132,7 +135,7 @@ export class DeliveryPipeline {
       duplicates: seen.filter((s) => s === true).length,
       relayed: toRelay.length,
       accepted: accepted.length,
-      index,
+      index: written,
     };
   }
 }

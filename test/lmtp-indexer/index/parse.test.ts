@@ -309,3 +309,10 @@ test('parse speed for a 10 KB message (reported, not asserted)', async (t) => {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   t.diagnostic(`10 KB message: ${Math.round(runs / seconds)} msgs/s (${((seconds / runs) * 1000).toFixed(2)} ms each)`);
 });
+
+test('a message mailparser never finishes (found by the fuzzer) still resolves, with the stall noted', async () => {
+  // A top-level message/rfc822 whose inner header runs past maxHeaderBytes in one long line.
+  const input = Buffer.from('WC1go0dOXI0bCkNvbnRlbnQtVHlwZTogbWVzc2FnZS9yZmM4MjI7IGNoYXJzZXQ9Z2IyMzEyCkNvbnRlbnQtVHJhbnNmZXItRW5jb2Rpbmc6IDhiaXQKQ29udGVudC1EaXNwb3NpdGlvbjogaW5saW5lCkZyb206IHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4DQp4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eA==', 'base64');
+  const m = await parseForIndex(Readable.from([input]), { maxTextBytes: 2048, snippetChars: 40, maxParts: 12, maxDepth: 4, maxHeaderBytes: 1024 });
+  assert.ok(m.problems.some((p) => /stalled/.test(p)), m.problems.join('; '));
+});
