@@ -22,7 +22,7 @@ import { parseForIndex } from './index/parse.ts';
 import { migrateIndex } from './index/schema.ts';
 import { IndexWriter } from './index/writer.ts';
 import { pushRoute, type PushRoute } from './push/route.ts';
-import { deliverToDovecot } from './relay/dovecot-client.ts';
+import { closeIdleDovecotConnections, deliverToDovecot } from './relay/dovecot-client.ts';
 import { searchRoute } from './search/route.ts';
 import { sendRoute } from './send/route.ts';
 import { DeliveryPipeline, type RelayFn } from './server/delivery.ts';
@@ -127,6 +127,7 @@ export async function startLmtpService(config: Config, deps: { log: Logger; regi
       ...(registry ? { metrics: new LmtpMetrics(registry) } : {}),
     });
     const address = await server.listen();
+    stops.push(async () => closeIdleDovecotConnections());
     stops.push(() => server.stop());
     log.info({ address, httpPort, dovecot: lmtp.dovecot.address }, 'lmtp indexer listening');
     return { address, ...(httpPort !== undefined ? { httpPort } : {}), writer, stop: stopAll };

@@ -7,7 +7,7 @@
  *   node --import tsx bench/lmtp/throughput.ts [--rounds 3] [--messages 1000] [--sessions 10]
  */
 import { execFile } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -68,8 +68,34 @@ async function delivered(): Promise<number> {
   return n;
 }
 
-async function run(pf: PostfixInstance, messages: number): Promise<number> {
-  const before = await delivered();
+/** CPU seconds used so far by every process whose command name starts with one of `names`. */
+async function cpuOf(names: string[]): Promise<number> {
+  let ticks = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (!names.some((n) => comm.startsWith(n))) continue;
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100;
+}
+const GROUPS = { postfix: ['smtpd', 'cleanup', 'qmgr', 'lmtp', 'trivial-rewrite', 'master', 'postlogd', 'anvil', 'bounce', 'smtp-source'], dovecot: ['dovecot', 'auth', 'lmtp', 'anvil', 'config', 'log', 'stats'], postgres: ['postgres'] };
+const cpu = { direct: new Map<string, number>(), us: new Map<string, number>() };
+async function cpuSnapshot(): Promise<Record<string, number>> {
+  const out: Record<string, number> = { ceerion: process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6 };
+  for (const [k, names] of Object.entries(GROUPS)) out[k] = await cpuOf(names);
+  return out;
+}
+
+async function run(pf: PostfixInstance, messages: number, account?: Map<string, number>): Promise<number> {
+  const cpuBefore = account ? await cpuSnapshot() : undefined;
+  const before = 0;
   const started = performance.now();
   await exec('smtp-source', ['-s', String(SESSIONS), '-m', String(messages), '-l', '10240', '-r', String(RCPTS), '-f', 'sender@example.com', '-t', 'bench@example.test', '-S', 'bench', `127.0.0.1:${pf.smtpPort}`]);
   const deadline = Date.now() + 300_000;
@@ -78,7 +104,15 @@ async function run(pf: PostfixInstance, messages: number): Promise<number> {
     if (Date.now() > deadline) throw new Error(`not delivered in time: ${(await delivered()) - before}/${messages * RCPTS}; queue ${await pf.queueSize()}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return messages / ((performance.now() - started) / 1000);
+  const rate = messages / ((performance.now() - started) / 1000);
+  if (account && cpuBefore) {
+    const after = await cpuSnapshot();
+    for (const k of Object.keys(after)) account.set(k, (account.get(k) ?? 0) + (after[k]! - cpuBefore[k]!));
+  }
+  // Empty the mailboxes so that the next run (the other path) starts from the same state: Maildir
+  // delivery gets slower as a folder fills up, which would favour whichever path runs first.
+  for (const u of users) await exec('doveadm', ['-c', dovecot.configFile, 'expunge', '-u', u.name, 'mailbox', 'INBOX', 'all']);
+  return rate;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -88,8 +122,8 @@ try {
   await run(viaUs, 100);
   const runs = { direct: [] as number[], us: [] as number[] };
   for (let r = 0; r < ROUNDS; r++) {
-    runs.direct.push(await run(direct, MESSAGES));
-    runs.us.push(await run(viaUs, MESSAGES));
+    runs.direct.push(await run(direct, MESSAGES, cpu.direct));
+    runs.us.push(await run(viaUs, MESSAGES, cpu.us));
   }
   const d = median(runs.direct);
   const u = median(runs.us);
@@ -99,6 +133,9 @@ try {
   await pool.end();
   console.log(`\nPostfix ${(await exec('postconf', ['-d', '-h', 'mail_version'])).stdout.trim()} → LMTP, 10 KB messages × ${RCPTS} recipients, ${SESSIONS} SMTP sessions; median of ${ROUNDS} alternated rounds; ${os.cpus().length} cores\n`);
   console.log(table(['sessions', 'messages/run', 'rcpts/msg', 'direct to Dovecot msg/s', 'through ceerion msg/s', 'ratio', 'ratio ≥ 0.8'], rows));
+  const per = (m: Map<string, number>, k: string) => ((m.get(k) ?? 0) * 1000) / (ROUNDS * MESSAGES);
+  console.log('\nCPU ms per message (the bench process hosts the indexer; "lmtp" counts in both Postfix and Dovecot rows):\n');
+  console.log(table(['path', 'ceerion (this process)', 'postgres', 'dovecot', 'postfix'], (['direct', 'us'] as const).map((k) => [k === 'us' ? 'through ceerion' : 'direct', per(cpu[k], 'ceerion'), per(cpu[k], 'postgres'), per(cpu[k], 'dovecot'), per(cpu[k], 'postfix')])));
   console.log(`\nindex rows written: ${count[0]!.n} (expected ${(ROUNDS * MESSAGES + 100) * RCPTS}); runs direct ${runs.direct.map((x) => x.toFixed(0)).join('/')}, ours ${runs.us.map((x) => x.toFixed(0)).join('/')}`);
 } finally {
   await viaUs.stop();

@@ -47,6 +47,8 @@ export interface DeliverOptions {
   /** Limit for connecting, for each reply, and for each wait on socket backpressure. */
   timeoutMs: number;
   log: Logger;
+  /** Reuse idle connections to this Dovecot (default true); false: one connection per delivery. */
+  reuse?: boolean;
 }
 
 /** The LHLO keyword each parameter needs (RFC 1652, 1870, 6531, 3461, 4954). */
@@ -126,12 +128,17 @@ class LmtpSession {
   private pending: { kind: WaitKind; resolve: () => void; reject: (f: RelayFailure) => void } | undefined;
   private failure: RelayFailure | undefined;
   private stage = 'connect';
+  /** LHLO capabilities, once the handshake is done. */
+  caps: Map<string, string[]> | undefined;
+  /** Transactions completed on this connection. */
+  transactions = 0;
+  idleTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly address: ListenAddress,
     private readonly timeoutMs: number,
     /** More unread replies than the conversation can produce means the peer is not answering us. */
-    private readonly maxQueued: number,
+    public maxQueued: number,
   ) {
     this.where = formatListen(address);
   }
@@ -158,6 +165,17 @@ class LmtpSession {
     });
     socket.on('close', () => this.fail(deferral('closed', '4.4.2', `Dovecot LMTP at ${this.where} closed the connection during ${this.stage}; will retry`)));
     return this.wait('connect', 'connect');
+  }
+
+  /** Connected, not failed, and nothing unread: a later transaction may use it. */
+  get reusable(): boolean {
+    return this.failure === undefined && this.socket !== undefined && !this.socket.destroyed && this.queue.length === 0;
+  }
+
+  /** While idle in the pool the socket must not keep the process alive. */
+  setIdle(idle: boolean): void {
+    if (idle) this.socket?.unref();
+    else this.socket?.ref();
   }
 
   send(text: string): void {
@@ -281,14 +299,19 @@ interface Rcpt {
   params: string[];
 }
 
-async function converse(s: LmtpSession, opts: DeliverOptions, mailParams: string[], rcpts: Rcpt[], results: Array<RecipientReply | undefined>, log: Logger): Promise<void> {
+async function handshake(s: LmtpSession, lhloName: string): Promise<void> {
   await s.connect();
   const greeting = await s.next('greeting');
   if (greeting.code !== 220) throw refusal(greeting, 'greeting', s.where);
-  s.send(`LHLO ${opts.lhloName}\r\n`);
+  s.send(`LHLO ${lhloName}\r\n`);
   const lhlo = await s.next('LHLO');
   if (lhlo.code !== 250) throw refusal(lhlo, 'LHLO', s.where);
-  const caps = parseCapabilities(lhlo);
+  s.caps = parseCapabilities(lhlo);
+}
+
+/** One transaction (MAIL … end of DATA) on a session that has done its handshake. */
+async function converse(s: LmtpSession, opts: DeliverOptions, mailParams: string[], rcpts: Rcpt[], results: Array<RecipientReply | undefined>, log: Logger): Promise<void> {
+  const caps = s.caps!;
 
   const params = (list: readonly string[], what: string): string => {
     const { kept, dropped } = pickParams(list, caps);
@@ -318,7 +341,13 @@ async function converse(s: LmtpSession, opts: DeliverOptions, mailParams: string
       else results[i] = toRecipientReply(reply);
     }
   }
-  if (!mailOk || ok.length === 0) return;
+  if (!mailOk || ok.length === 0) {
+    if (opts.reuse === false) return;
+    // The transaction is still open on Dovecot's side: RSET closes it so the connection can be reused.
+    s.send('RSET\r\n');
+    if ((await s.next('RSET')).code !== 250) s.close();
+    return;
+  }
 
   s.send('DATA\r\n');
   const data = await s.next('DATA');
@@ -356,21 +385,102 @@ export async function deliverToDovecot(opts: DeliverOptions): Promise<RecipientR
   }
 
   const results: Array<RecipientReply | undefined> = rcpts.map(() => undefined);
-  // Replies we can be owed at most: greeting, LHLO, MAIL, each RCPT, DATA, QUIT (each recipient
-  // again after DATA, by which time the RCPT replies have been read).
-  const session = new LmtpSession(opts.address, opts.timeoutMs, rcpts.length + 4);
-  const log = opts.log.child({ dovecot: session.where });
-  try {
-    await converse(session, opts, mailParams, rcpts, results, log);
-    await session.quit();
-  } catch (err) {
-    const failure = err instanceof RelayFailure ? err : deferral('internal', '4.3.0', `internal error relaying to Dovecot: ${(err as Error).message}; will retry`);
-    const unanswered = results.filter((r) => r === undefined).length;
-    if (failure.kind === 'internal') log.error({ err }, 'LMTP relay failed');
-    else log.warn({ kind: failure.kind, reason: failure.reply.message, unanswered }, 'LMTP relay to Dovecot failed; unanswered recipients deferred');
-    for (const [i, r] of results.entries()) results[i] = r ?? { ...failure.reply };
-    session.close();
+  const pool = opts.reuse === false ? undefined : poolFor(opts.address, opts.lhloName, opts.timeoutMs);
+  let session: LmtpSession | undefined;
+  let log = opts.log;
+  // A pooled connection Dovecot closed while it sat idle fails at MAIL, before anything was
+  // accepted: that transaction is tried once more on a fresh connection.
+  for (let attempt = 0; ; attempt++) {
+    const reused = pool?.take();
+    // Replies we can be owed at most: greeting, LHLO, MAIL, each RCPT, DATA, QUIT (each recipient
+    // again after DATA, by which time the RCPT replies have been read).
+    session = reused ?? new LmtpSession(opts.address, opts.timeoutMs, rcpts.length + 4);
+    session.maxQueued = rcpts.length + 4;
+    log = opts.log.child({ dovecot: session.where });
+    try {
+      if (!reused) await handshake(session, opts.lhloName);
+      await converse(session, opts, mailParams, rcpts, results, log);
+      session.transactions++;
+      if (pool && session.reusable) pool.give(session);
+      else await session.quit();
+      break;
+    } catch (err) {
+      session.close();
+      const failure = err instanceof RelayFailure ? err : deferral('internal', '4.3.0', `internal error relaying to Dovecot: ${(err as Error).message}; will retry`);
+      const untouched = results.every((r) => r === undefined);
+      if (reused && untouched && attempt === 0 && (failure.kind === 'closed' || failure.kind === 'protocol')) {
+        log.debug({ reason: failure.reply.message }, 'pooled Dovecot connection was stale; retrying on a new one');
+        continue;
+      }
+      const unanswered = results.filter((r) => r === undefined).length;
+      if (failure.kind === 'internal') log.error({ err }, 'LMTP relay failed');
+      else log.warn({ kind: failure.kind, reason: failure.reply.message, unanswered }, 'LMTP relay to Dovecot failed; unanswered recipients deferred');
+      for (const [i, r] of results.entries()) results[i] = r ?? { ...failure.reply };
+      break;
+    }
   }
   log.debug({ results: results.map((r) => r && `${r.code} ${r.enhanced ?? ''}`.trim()) }, 'LMTP relay done');
   return results as RecipientReply[];
+}
+
+/**
+ * Idle LMTP connections to one Dovecot, reused for the next delivery as Postfix's own connection
+ * cache does: each new connection costs Dovecot a process hand-off, an LHLO and (TCP) a handshake.
+ * Idle connections are closed after IDLE_MS, well under Dovecot's own idle timeout, and never
+ * keep the process alive. A stale one is detected at MAIL and the delivery retried once.
+ */
+class SessionPool {
+  private readonly idle: LmtpSession[] = [];
+
+  take(): LmtpSession | undefined {
+    for (let s = this.idle.pop(); s; s = this.idle.pop()) {
+      clearTimeout(s.idleTimer);
+      if (s.reusable && s.transactions < MAX_TRANSACTIONS) {
+        s.setIdle(false);
+        return s;
+      }
+      s.close();
+    }
+    return undefined;
+  }
+
+  give(s: LmtpSession): void {
+    if (this.idle.length >= MAX_IDLE) {
+      void s.quit();
+      return;
+    }
+    s.setIdle(true);
+    s.idleTimer = setTimeout(() => {
+      const i = this.idle.indexOf(s);
+      if (i >= 0) this.idle.splice(i, 1);
+      void s.quit();
+    }, IDLE_MS);
+    s.idleTimer.unref();
+    this.idle.push(s);
+  }
+
+  closeAll(): void {
+    for (const s of this.idle.splice(0)) {
+      clearTimeout(s.idleTimer);
+      void s.quit();
+    }
+  }
+}
+
+const MAX_IDLE = 20;
+const IDLE_MS = 10_000;
+/** Rotate connections now and then, so a long-lived Dovecot process never accumulates state. */
+const MAX_TRANSACTIONS = 1_000;
+const pools = new Map<string, SessionPool>();
+
+function poolFor(address: ListenAddress, lhloName: string, timeoutMs: number): SessionPool {
+  const key = `${formatListen(address)} ${lhloName} ${timeoutMs}`;
+  let pool = pools.get(key);
+  if (!pool) pools.set(key, (pool = new SessionPool()));
+  return pool;
+}
+
+/** Closes every idle connection (service shutdown, tests that stop Dovecot). */
+export function closeIdleDovecotConnections(): void {
+  for (const pool of pools.values()) pool.closeAll();
 }

@@ -155,8 +155,11 @@ test('POST /mail/send submits with the account credentials through Postfix and r
   assert.match(sent.queueId ?? '', /^[0-9A-Za-z]{6,}$/);
   // Postfix logs the SASL login under the same queue id, and delivers the message to Bob.
   await stack.postfix.waitForLog(new RegExp(`${sent.queueId}: client=.*sasl_method=PLAIN, sasl_username=alice@example\\.test`));
-  const imap = await stack.imap('bob');
-  assert.deepEqual(await eventually('delivered to bob', async () => ((await subjects(imap)).length ? subjects(imap) : undefined)), ['Sent through the API']);
+  const inbox = await eventually('delivered to bob', async () => {
+    const list = await subjects(await stack.imap('bob'));
+    return list.length ? list : undefined;
+  });
+  assert.deepEqual(inbox, ['Sent through the API']);
   const hits = await eventually('indexed with its attachment', async () => (await search(stack, 'bob', 'has:attachment')).body.hits?.[0]);
   assert.equal(hits.subject, 'Sent through the API');
 

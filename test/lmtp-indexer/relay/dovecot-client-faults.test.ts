@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import type { ListenAddress } from '../../../core/listen.ts';
 import { silentLogger } from '../../../core/log.ts';
-import { deliverToDovecot, parseCapabilities, pickParams, type DeliverOptions } from '../../../lmtp-indexer/relay/dovecot-client.ts';
+import { closeIdleDovecotConnections, deliverToDovecot, parseCapabilities, pickParams, type DeliverOptions } from '../../../lmtp-indexer/relay/dovecot-client.ts';
 import { startDovecot } from '../../harness/dovecot.ts';
 import { freePort } from '../../harness/postfix.ts';
 
@@ -226,14 +226,14 @@ test('with PIPELINING, MAIL and every RCPT go out before any reply; without it, 
   // This server answers nothing until the last RCPT has arrived: a client that waits would time out.
   const piped: string[] = [];
   const withPipe = await fakeServer(t, lmtpFake({ log: piped, holdUntil: /^RCPT TO:<b>/ }));
-  assert.deepEqual(summary(await deliverToDovecot(opts(withPipe, { recipients: ['a', 'b'] }))), ['250 2.0.0', '250 2.0.0']);
+  assert.deepEqual(summary(await deliverToDovecot(opts(withPipe, { recipients: ['a', 'b'], reuse: false }))), ['250 2.0.0', '250 2.0.0']);
   assert.deepEqual(piped, ['LHLO relay.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<a>', 'RCPT TO:<b>', 'DATA', 'QUIT']);
 
   // Without PIPELINING each read holds exactly one command: the next one waited for its reply.
   const single: string[] = [];
   const batches: number[] = [];
   const noPipe = await fakeServer(t, lmtpFake({ caps: ['ENHANCEDSTATUSCODES'], log: single, batches }));
-  const replies = await deliverToDovecot(opts(noPipe, { recipients: ['a', 'ghost', 'b'] }));
+  const replies = await deliverToDovecot(opts(noPipe, { recipients: ['a', 'ghost', 'b'], reuse: false }));
   assert.deepEqual(summary(replies), ['250 2.0.0', '550 5.1.1', '250 2.0.0']);
   assert.deepEqual(single, ['LHLO relay.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<a>', 'RCPT TO:<ghost>', 'RCPT TO:<b>', 'DATA', 'QUIT']);
   assert.deepEqual(batches, [1, 1, 1, 1, 1, 1, 1]);
@@ -241,10 +241,11 @@ test('with PIPELINING, MAIL and every RCPT go out before any reply; without it, 
   // Without PIPELINING and a rejected MAIL, no RCPT is sent at all.
   const refused: string[] = [];
   const noMail = await fakeServer(t, lmtpFake({ caps: [], log: refused, answer: (cmd) => (cmd.startsWith('MAIL') ? '452 4.3.1 out of space\r\n' : undefined) }));
-  assert.deepEqual(await deliverToDovecot(opts(noMail)), [
+  assert.deepEqual(await deliverToDovecot(opts(noMail, { reuse: false })), [
     { code: 452, enhanced: '4.3.1', message: 'out of space' },
     { code: 452, enhanced: '4.3.1', message: 'out of space' },
   ]);
+  // A kept connection would first close the open transaction with RSET; this one just says QUIT.
   assert.deepEqual(refused, ['LHLO relay.test', 'MAIL FROM:<s@example.org>', 'QUIT']);
 });
 
@@ -265,4 +266,27 @@ test('options that would inject commands are refused before any I/O', async () =
   await assert.rejects(deliverToDovecot(opts(nowhere, { mailFrom: 'x\r\nRSET' })), TypeError);
   await assert.rejects(deliverToDovecot(opts(nowhere, { mailParams: ['BODY=8BITMIME SMTPUTF8'] })), TypeError);
   await assert.rejects(deliverToDovecot(opts(nowhere, { recipients: [] })), TypeError);
+});
+
+test('connections are reused between deliveries; one the server closed while idle is replaced', async (t) => {
+  const log: string[] = [];
+  let connections = 0;
+  const fake = lmtpFake({ log });
+  const addr = await fakeServer(t, (s) => {
+    connections++;
+    fake(s);
+  });
+  for (let i = 0; i < 3; i++) assert.deepEqual(summary(await deliverToDovecot(opts(addr, { recipients: ['a'] }))), ['250 2.0.0']);
+  assert.equal(connections, 1, 'one connection for three deliveries');
+  assert.deepEqual(log.filter((c) => c.startsWith('LHLO') || c.startsWith('MAIL')), ['LHLO relay.test', 'MAIL FROM:<s@example.org>', 'MAIL FROM:<s@example.org>', 'MAIL FROM:<s@example.org>']);
+
+  // The next server hangs up after every transaction (an idle timeout on Dovecot's side).
+  let hangups = 0;
+  const closing = await fakeServer(t, (s) => {
+    hangups++;
+    lmtpFake({ afterData: (sock, acc) => sock.end(acc.map((a) => `250 2.0.0 <${a}> Saved\r\n`).join('')) })(s);
+  });
+  for (let i = 0; i < 3; i++) assert.deepEqual(summary(await deliverToDovecot(opts(closing, { recipients: ['a'] }))), ['250 2.0.0']);
+  assert.equal(hangups, 3, 'a closed connection is never reused');
+  closeIdleDovecotConnections();
 });
