@@ -1,18 +1,21 @@
 /**
- * The body of a message in transit: streamed from the LMTP DATA stream to a file and hashed on
- * the way, so a 50 MB message costs a few 64 KiB buffers, not 50 MB. The file is read back for
- * Dovecot and for the parser, and removed when the transaction is answered. It needs no fsync:
- * until we answer, Postfix still holds the message and retries it after a crash.
+ * The body of a message in transit, hashed (SHA-256) while it arrives. Small messages (most mail)
+ * stay in memory; one that grows past `memoryBytes` is written to a file in the spool directory
+ * from then on, so a 50 MB message costs a few 64 KiB buffers, not 50 MB of heap, and memory is
+ * bounded by `memoryBytes` × concurrent transactions. The body is read back (twice: Dovecot and
+ * the parser) and dropped when the transaction is answered. No fsync: until we answer, Postfix
+ * still holds the message and retries it after a crash.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
 export interface SpooledMessage {
-  path: string;
+  /** The spool file, or null while the message is held in memory. */
+  path: string | null;
   size: number;
   /** Hex SHA-256 of the bytes exactly as received. */
   sha256: string;
@@ -21,32 +24,69 @@ export interface SpooledMessage {
   remove(): Promise<void>;
 }
 
+/** Messages up to this size are kept in memory (Postfix's median message is a few tens of KB). */
+export const DEFAULT_MEMORY_BYTES = 1024 * 1024;
+
 export async function prepareSpoolDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
 }
 
-export async function spoolMessage(input: Readable, dir: string): Promise<SpooledMessage> {
-  const file = path.join(dir, `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}.eml`);
-  const hash = createHash('sha256');
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      size += chunk.length;
-      done(null, chunk);
-    },
-  });
+/** Collects chunks in memory until the threshold, then spills everything to a file. */
+class SpoolSink extends Writable {
+  readonly hash = createHash('sha256');
+  size = 0;
+  chunks: Buffer[] = [];
+  file: string | null = null;
+  private out: WriteStream | null = null;
+
+  constructor(
+    private readonly dir: string,
+    private readonly memoryBytes: number,
+  ) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    if (!this.out && this.size <= this.memoryBytes) {
+      this.chunks.push(chunk);
+      return done();
+    }
+    if (!this.out) {
+      this.file = path.join(this.dir, `${Date.now().toString(36)}-${randomBytes(8).toString('hex')}.eml`);
+      this.out = createWriteStream(this.file, { mode: 0o600 });
+      this.out.on('error', () => undefined);
+      for (const c of this.chunks) this.out.write(c);
+      this.chunks = [];
+    }
+    if (this.out.write(chunk)) done();
+    else this.out.once('drain', () => done());
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    if (!this.out) return done();
+    this.out.end((err?: Error | null) => done(err));
+  }
+}
+
+export async function spoolMessage(input: Readable, dir: string, memoryBytes = DEFAULT_MEMORY_BYTES): Promise<SpooledMessage> {
+  const sink = new SpoolSink(dir, memoryBytes);
   try {
-    await pipeline(input, tap, createWriteStream(file, { mode: 0o600 }));
+    await pipeline(input, sink);
   } catch (err) {
-    await rm(file, { force: true });
+    if (sink.file) await rm(sink.file, { force: true });
     throw err;
   }
+  const file = sink.file;
+  const chunks = sink.chunks;
   return {
     path: file,
-    size,
-    sha256: hash.digest('hex'),
-    open: () => createReadStream(file, { highWaterMark: 64 * 1024 }),
-    remove: () => rm(file, { force: true }),
+    size: sink.size,
+    sha256: sink.hash.digest('hex'),
+    open: () => (file ? createReadStream(file, { highWaterMark: 64 * 1024 }) : Readable.from(chunks, { objectMode: false })),
+    remove: async () => {
+      if (file) await rm(file, { force: true });
+    },
   };
 }

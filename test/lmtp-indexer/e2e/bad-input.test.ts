@@ -65,3 +65,21 @@ test('a 50 MB message is delivered and indexed', async (t) => {
   assert.ok(status);
   assert.equal(status.messages, 1);
 });
+
+test('a retried delivery of a message Dovecot already has is answered 250 without a second copy or row', async (t) => {
+  const stack = await startLmtpStack(t);
+  const port = Number(stack.service.address.split(':').pop());
+  // The same bytes twice: what Postfix sends again when our 250 was lost (it adds nothing on retry).
+  const message = `${head('retried')}\r\n\r\nsame bytes twice\r\n`;
+  const first = await lmtpSend({ port }, { from: 'a@example.net', to: [`alice@${DOMAIN}`], message });
+  const again = await lmtpSend({ port }, { from: 'a@example.net', to: [`alice@${DOMAIN}`, `bob@${DOMAIN}`], message });
+  assert.equal(first.results[0]!.code, 250);
+  assert.match(again.results[0]!.line, /^250 2\.0\.0 Already delivered/);
+  assert.equal(again.results[1]!.code, 250, 'a recipient that did not have it yet gets it');
+  const alice = await stack.imap('alice');
+  const status = await alice.status('INBOX', { messages: true });
+  assert.ok(status);
+  assert.equal(status.messages, 1, 'one copy in Dovecot');
+  const { rows } = await stack.pool.query<{ account: string }>('SELECT account FROM indexed_messages ORDER BY account');
+  assert.deepEqual(rows.map((r) => r.account), [`alice@${DOMAIN}`, `bob@${DOMAIN}`]);
+});
