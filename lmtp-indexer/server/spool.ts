@@ -64,6 +64,13 @@ class SpoolSink extends Writable {
     else this.out.once('drain', () => done());
   }
 
+  /** After a failed receive: close the file (its open may still be in flight), then delete it. */
+  async discard(): Promise<void> {
+    const out = this.out;
+    if (out && !out.closed) await new Promise<void>((resolve) => out.destroy().once('close', () => resolve()));
+    if (this.file) await rm(this.file, { force: true });
+  }
+
   override _final(done: (err?: Error | null) => void): void {
     if (!this.out) return done();
     this.out.end((err?: Error | null) => done(err));
@@ -75,7 +82,7 @@ export async function spoolMessage(input: Readable, dir: string, memoryBytes = D
   try {
     await pipeline(input, sink);
   } catch (err) {
-    if (sink.file) await rm(sink.file, { force: true });
+    await sink.discard();
     throw err;
   }
   const file = sink.file;
