@@ -2,9 +2,8 @@
  * Relays one message to Dovecot's LMTP server (RFC 2033) and returns Dovecot's answer for each
  * recipient, so the indexer can pass it back to Postfix unchanged (a quota-full 552 stays 552).
  *
- * One connection per delivery: Dovecot's LMTP forks no process per connection (its lmtp service
- * reuses processes), a local connect costs well under a millisecond, and a fresh session means
- * no state can leak from one message into the next. Reuse can come later behind the same API.
+ * Connections are reused (session-pool.ts), as Postfix's own connection cache does; `reuse: false`
+ * gives one connection per delivery.
  *
  * The safety rule of the product: mail must never be lost. Whatever goes wrong on our side of the
  * conversation (Dovecot down, silent, disconnecting, talking nonsense, or our own body source
@@ -14,13 +13,15 @@
  * 4.4.2 "bad connection" (established, then timed out or dropped), 4.5.0 for invalid replies,
  * 4.3.0 for a greeting/LHLO refusal and for our own body source failing.
  */
-import net from 'node:net';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { formatListen, type ListenAddress } from '../../core/listen.ts';
+import type { ListenAddress } from '../../core/listen.ts';
 import type { Logger } from '../../core/log.ts';
 import type { RecipientReply } from '../types.ts';
-import { DotStuffer, ReplyDecoder, ReplyProtocolError, toRecipientReply, type SmtpReply } from './reply-codec.ts';
+import { deferral, LmtpSession, RelayFailure } from './lmtp-session.ts';
+import { toRecipientReply, type SmtpReply } from './reply-codec.ts';
+import { poolFor } from './session-pool.ts';
+
+export { closeIdleDovecotConnections } from './session-pool.ts';
 
 /**
  * ESMTP parameters, either as written (`['BODY=8BITMIME', 'SMTPUTF8']`) or as a map
@@ -100,184 +101,6 @@ function paramList(params: EsmtpParams | undefined): string[] {
 
 function checkLine(value: string, what: string, extra?: RegExp): void {
   if (typeof value !== 'string' || /[\r\n\0]/.test(value) || extra?.test(value)) throw new TypeError(`${what} would break the LMTP command line: ${JSON.stringify(value)}`);
-}
-
-type FailureKind = 'unreachable' | 'timeout' | 'closed' | 'protocol' | 'refused' | 'body' | 'internal';
-
-/** Why the conversation ended early, with the reply every unanswered recipient gets. */
-class RelayFailure extends Error {
-  constructor(
-    readonly kind: FailureKind,
-    readonly reply: RecipientReply,
-  ) {
-    super(`${reply.code} ${reply.enhanced ?? ''} ${reply.message}`);
-  }
-}
-
-const deferral = (kind: FailureKind, enhanced: string, message: string): RelayFailure => new RelayFailure(kind, { code: 451, enhanced, message });
-
-type WaitKind = 'connect' | 'reply' | 'drain';
-
-/** Owns the socket, the decoder and the one timer; the codec never writes. */
-class LmtpSession {
-  readonly where: string;
-  private socket: net.Socket | undefined;
-  private connected = false;
-  private readonly decoder = new ReplyDecoder();
-  private readonly queue: SmtpReply[] = [];
-  private pending: { kind: WaitKind; resolve: () => void; reject: (f: RelayFailure) => void } | undefined;
-  private failure: RelayFailure | undefined;
-  private stage = 'connect';
-  /** LHLO capabilities, once the handshake is done. */
-  caps: Map<string, string[]> | undefined;
-  /** Transactions completed on this connection. */
-  transactions = 0;
-  idleTimer: NodeJS.Timeout | undefined;
-
-  constructor(
-    private readonly address: ListenAddress,
-    private readonly timeoutMs: number,
-    /** More unread replies than the conversation can produce means the peer is not answering us. */
-    public maxQueued: number,
-  ) {
-    this.where = formatListen(address);
-  }
-
-  connect(): Promise<void> {
-    const a = this.address;
-    const socket = a.kind === 'unix' ? net.connect(a.path) : net.connect(a.port, a.host);
-    this.socket = socket;
-    socket.on('connect', () => {
-      this.connected = true;
-      // Commands are small and each waits for an answer: Nagle would only add delay.
-      if (a.kind === 'tcp') socket.setNoDelay(true);
-      this.wake('connect');
-    });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('drain', () => this.wake('drain'));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      const why = err.code ?? err.message;
-      this.fail(
-        this.connected
-          ? deferral('closed', '4.4.2', `Dovecot LMTP at ${this.where}: connection lost during ${this.stage} (${why}); will retry`)
-          : deferral('unreachable', '4.4.1', `Dovecot LMTP at ${this.where} unreachable (${why}); will retry`),
-      );
-    });
-    socket.on('close', () => this.fail(deferral('closed', '4.4.2', `Dovecot LMTP at ${this.where} closed the connection during ${this.stage}; will retry`)));
-    return this.wait('connect', 'connect');
-  }
-
-  /** Connected, not failed, and nothing unread: a later transaction may use it. */
-  get reusable(): boolean {
-    return this.failure === undefined && this.socket !== undefined && !this.socket.destroyed && this.queue.length === 0;
-  }
-
-  /** While idle in the pool the socket must not keep the process alive. */
-  setIdle(idle: boolean): void {
-    if (idle) this.socket?.unref();
-    else this.socket?.ref();
-  }
-
-  send(text: string): void {
-    if (this.failure) throw this.failure;
-    this.socket!.write(text, 'utf8');
-  }
-
-  /** The next reply; replies that arrived before a failure are still handed out first. */
-  async next(stage: string): Promise<SmtpReply> {
-    if (this.queue.length === 0) await this.wait('reply', stage);
-    return this.queue.shift()!;
-  }
-
-  /** Streams the dot-stuffed body with backpressure; never sends the terminator after a short body. */
-  async sendBody(makeBody: () => Readable): Promise<void> {
-    if (this.failure) throw this.failure;
-    const socket = this.socket!;
-    try {
-      await pipeline(makeBody(), new DotStuffer(), async (source: AsyncIterable<Buffer>) => {
-        for await (const chunk of source) {
-          if (this.failure) throw this.failure;
-          if (!socket.write(chunk)) await this.wait('drain', 'DATA (sending the message)');
-        }
-      });
-    } catch (err) {
-      if (err instanceof RelayFailure) throw err;
-      if (this.failure) throw this.failure;
-      // Our source failed: closing without the terminator makes Dovecot drop the partial message.
-      const f = deferral('body', '4.3.0', `could not read the message to relay to Dovecot: ${(err as Error).message}; will retry`);
-      this.fail(f);
-      throw f;
-    }
-  }
-
-  /** QUIT and a clean close; problems here change no result, the answers are already final. */
-  async quit(): Promise<void> {
-    try {
-      this.send('QUIT\r\n');
-      await this.next('QUIT');
-    } catch {
-      // already failed or closed: nothing left to say
-    }
-    this.close();
-  }
-
-  close(): void {
-    const s = this.socket;
-    if (!s || s.destroyed) return;
-    s.end();
-    // A peer that never closes its side must not keep the socket around.
-    const t = setTimeout(() => s.destroy(), this.timeoutMs).unref();
-    s.once('close', () => clearTimeout(t));
-  }
-
-  private wait(kind: WaitKind, stage: string): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
-    this.stage = stage;
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.fail(
-          kind === 'connect'
-            ? deferral('unreachable', '4.4.1', `Dovecot LMTP at ${this.where} did not accept a connection within ${this.timeoutMs} ms; will retry`)
-            : deferral('timeout', '4.4.2', `Dovecot LMTP at ${this.where} did not answer ${stage} within ${this.timeoutMs} ms; will retry`),
-        );
-      }, this.timeoutMs);
-      const done = (): void => {
-        clearTimeout(timer);
-        this.pending = undefined;
-      };
-      this.pending = {
-        kind,
-        resolve: () => (done(), resolve()),
-        reject: (f) => (done(), reject(f)),
-      };
-    });
-  }
-
-  private wake(kind: WaitKind): void {
-    if (this.pending?.kind === kind) this.pending.resolve();
-  }
-
-  private onData(chunk: Buffer): void {
-    if (this.failure) return;
-    let bad: ReplyProtocolError | undefined;
-    try {
-      this.queue.push(...this.decoder.push(chunk));
-    } catch (err) {
-      if (!(err instanceof ReplyProtocolError)) throw err;
-      this.queue.push(...err.repliesBefore);
-      bad = err;
-    }
-    if (this.queue.length > 0) this.wake('reply');
-    if (bad) this.fail(deferral('protocol', '4.5.0', `Dovecot LMTP at ${this.where} sent an invalid reply during ${this.stage} (${bad.message}); will retry`));
-    else if (this.queue.length > this.maxQueued) this.fail(deferral('protocol', '4.5.0', `Dovecot LMTP at ${this.where} sent replies nobody asked for during ${this.stage}; will retry`));
-  }
-
-  private fail(f: RelayFailure): void {
-    if (this.failure) return;
-    this.failure = f;
-    this.socket?.destroy();
-    this.pending?.reject(f);
-  }
 }
 
 /** True for 2xx, false for 4xx/5xx; a 3xx where none belongs is not an answer we can pass on. */
@@ -423,64 +246,3 @@ export async function deliverToDovecot(opts: DeliverOptions): Promise<RecipientR
   return results as RecipientReply[];
 }
 
-/**
- * Idle LMTP connections to one Dovecot, reused for the next delivery as Postfix's own connection
- * cache does: each new connection costs Dovecot a process hand-off, an LHLO and (TCP) a handshake.
- * Idle connections are closed after IDLE_MS, well under Dovecot's own idle timeout, and never
- * keep the process alive. A stale one is detected at MAIL and the delivery retried once.
- */
-class SessionPool {
-  private readonly idle: LmtpSession[] = [];
-
-  take(): LmtpSession | undefined {
-    for (let s = this.idle.pop(); s; s = this.idle.pop()) {
-      clearTimeout(s.idleTimer);
-      if (s.reusable && s.transactions < MAX_TRANSACTIONS) {
-        s.setIdle(false);
-        return s;
-      }
-      s.close();
-    }
-    return undefined;
-  }
-
-  give(s: LmtpSession): void {
-    if (this.idle.length >= MAX_IDLE) {
-      void s.quit();
-      return;
-    }
-    s.setIdle(true);
-    s.idleTimer = setTimeout(() => {
-      const i = this.idle.indexOf(s);
-      if (i >= 0) this.idle.splice(i, 1);
-      void s.quit();
-    }, IDLE_MS);
-    s.idleTimer.unref();
-    this.idle.push(s);
-  }
-
-  closeAll(): void {
-    for (const s of this.idle.splice(0)) {
-      clearTimeout(s.idleTimer);
-      void s.quit();
-    }
-  }
-}
-
-const MAX_IDLE = 20;
-const IDLE_MS = 10_000;
-/** Rotate connections now and then, so a long-lived Dovecot process never accumulates state. */
-const MAX_TRANSACTIONS = 1_000;
-const pools = new Map<string, SessionPool>();
-
-function poolFor(address: ListenAddress, lhloName: string, timeoutMs: number): SessionPool {
-  const key = `${formatListen(address)} ${lhloName} ${timeoutMs}`;
-  let pool = pools.get(key);
-  if (!pool) pools.set(key, (pool = new SessionPool()));
-  return pool;
-}
-
-/** Closes every idle connection (service shutdown, tests that stop Dovecot). */
-export function closeIdleDovecotConnections(): void {
-  for (const pool of pools.values()) pool.closeAll();
-}
