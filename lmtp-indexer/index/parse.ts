@@ -23,6 +23,10 @@ import mailparser from 'mailparser';
 import type { AddressObject, AttachmentStream, EmailAddress, HeaderLines, Headers, MessageText } from 'mailparser';
 import type { LmtpConfig } from '../../core/config/lmtp.ts';
 import type { AttachmentInfo, ParsedMessage } from '../types.ts';
+import { HeaderCap } from './header-cap.ts';
+import { capUtf8, cleanText } from './text.ts';
+
+export { capUtf8, cleanText } from './text.ts';
 
 export type ParseLimits = Pick<LmtpConfig['index'], 'maxTextBytes' | 'snippetChars' | 'maxParts' | 'maxDepth' | 'maxHeaderBytes'>;
 
@@ -69,18 +73,6 @@ interface ParserInternals {
   getTextContent(): { text?: string; html?: string };
 }
 
-/** Strips NUL (PostgreSQL text cannot hold it) and replaces lone surrogates (not valid UTF-8). */
-export function cleanText(s: string): string {
-  return s.replace(/\0/g, '').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
-}
-
-/** At most `maxBytes` of UTF-8, never splitting a character. */
-export function capUtf8(s: string, maxBytes: number): string {
-  if (s.length <= maxBytes / 3 || Buffer.byteLength(s) <= maxBytes) return s;
-  const { read } = new TextEncoder().encodeInto(s, new Uint8Array(maxBytes));
-  return s.slice(0, read);
-}
-
 const field = (s: string | null | undefined): string | null => {
   const v = cleanText(s ?? '').trim();
   return v ? Array.from(v.slice(0, MAX_FIELD_CHARS * 2)).slice(0, MAX_FIELD_CHARS).join('') : null;
@@ -90,61 +82,6 @@ const field = (s: string | null | undefined): string | null => {
 function rawValue(line: string): string {
   const utf8 = Buffer.from(line, 'binary').toString('utf8');
   return utf8.slice(utf8.indexOf(':') + 1).replace(/\r?\n[ \t]*/g, ' ').replace(/\s+/g, ' ').trim();
-}
-
-/**
- * Cuts the root header block at maxBytes: whole header lines that fit are passed on, the rest of
- * the block is skipped up to the empty line, and the body passes untouched.
- */
-class HeaderCap {
-  private state: 'head' | 'skip' | 'body' = 'head';
-  private used = 0;
-  /** The current line: its pieces (head only), length, and first two bytes (is it the empty line?). */
-  private line: Buffer[] = [];
-  private lineLen = 0;
-  private lineHead: number[] = [];
-  cut = false;
-  constructor(private readonly maxBytes: number) {}
-
-  push(chunk: Buffer): Buffer[] {
-    if (this.state === 'body') return [chunk];
-    const out: Buffer[] = [];
-    let pos = 0;
-    while (pos < chunk.length && this.state !== 'body') {
-      const nl = chunk.indexOf(0x0a, pos);
-      const end = nl === -1 ? chunk.length : nl + 1;
-      const piece = chunk.subarray(pos, end);
-      pos = end;
-      for (let i = 0; i < piece.length && this.lineHead.length < 2; i++) this.lineHead.push(piece[i]!);
-      this.lineLen += piece.length;
-      if (this.state === 'head') {
-        this.line.push(piece);
-        if (this.used + this.lineLen > this.maxBytes) {
-          // This line does not fit: it and the rest of the block are skipped.
-          this.state = 'skip';
-          this.cut = true;
-          this.line = [];
-        }
-      }
-      if (nl === -1) continue;
-      const blank = this.lineLen === 1 || (this.lineLen === 2 && this.lineHead[0] === 0x0d);
-      if (this.state === 'head') {
-        out.push(...this.line);
-        this.used += this.lineLen;
-      } else if (blank) out.push(Buffer.from('\r\n'));
-      if (blank) this.state = 'body';
-      this.line = [];
-      this.lineLen = 0;
-      this.lineHead = [];
-    }
-    if (pos < chunk.length) out.push(chunk.subarray(pos));
-    return out;
-  }
-
-  /** What is left at the end of input: an unterminated last header line that fits. */
-  end(): Buffer[] {
-    return this.state === 'head' ? this.line : [];
-  }
 }
 
 /** Addresses of an address header, groups flattened. */

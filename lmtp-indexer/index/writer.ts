@@ -18,7 +18,7 @@ import type { Logger } from '../../core/log.ts';
 import { MAIL_EVENTS_CHANNEL } from '../events/store.ts';
 import type { IndexRecord } from '../types.ts';
 import { Backlog, type ReplayOutcome } from './backlog.ts';
-import { capUtf8, cleanText } from './parse.ts';
+import { capUtf8, cleanText } from './text.ts';
 
 export type IndexWriterOptions = {
   pool: pg.Pool;
