@@ -15,6 +15,7 @@ import { createPool } from '../core/db/pool.ts';
 import { parseListen } from '../core/listen.ts';
 import type { Logger } from '../core/log.ts';
 import { EventHub } from './events/hub.ts';
+import { startEventRetention } from './events/retention.ts';
 import { eventsUpgrade } from './events/websocket.ts';
 import { ApiServer } from './http/server.ts';
 import { sendJson, type Route } from './http/route.ts';
@@ -89,6 +90,8 @@ export async function startLmtpService(config: Config, deps: { log: Logger; regi
       const hub = await EventHub.start({ pool, database: config.database, log: log.child({ part: 'events' }) });
       stops.push(() => hub.stop());
       const events = eventsUpgrade({ pool, hub });
+      const retention = startEventRetention({ pool, days: lmtp.http.eventRetentionDays, intervalMs: 3_600_000, log: log.child({ part: 'events' }) });
+      stops.push(async () => retention.stop());
       push = pushRoute({ pool, token: lmtp.http.pushToken, log: log.child({ part: 'push' }) });
       const receiver = push.receiver;
       stops.push(async () => receiver.close());

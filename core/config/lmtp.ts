@@ -87,6 +87,8 @@ export const lmtpSchema = z
         maxPageSize: z.number().int().positive().default(100),
         /** Shared secret Dovecot's push_notification Lua script sends (Authorization: Bearer). Empty: /push accepts loopback only. */
         pushToken: z.string().default(''),
+        /** Real-time events are kept this many days for clients resuming with `since`; older ones are pruned hourly. */
+        eventRetentionDays: z.number().int().positive().default(30),
       })
       .strict()
       .default({}),
