@@ -5,8 +5,9 @@
 //
 // The package is installed when missing (as root); the system clamd and freshclam it may start
 // are stopped and disabled, so nothing but our instances runs.
+import { isAlive } from './process-group.ts';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -206,12 +207,4 @@ export async function clamdVersion(): Promise<string> {
   return stdout.trim();
 }
 
-/** Is `pid` a live (non-zombie) process? */
-export function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { isAlive };

@@ -15,9 +15,10 @@
 //   with login_trusted_networks: trusted clients also skip the policy tarpit.
 // - auth_failure_delay defaults to 0 here (2 s in Dovecot). Failures are still flushed by a timer,
 //   so a wrong password takes up to ~0.5 s to be answered.
+import { groupMembers } from './process-group.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -133,23 +134,6 @@ function instance(dir: string, configFile: string, ports: Ports, hashNonce: stri
       return stopping;
     },
   };
-}
-
-/** Live members of a process group (master is spawned detached, so its children share its pgid). */
-async function groupMembers(pgid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields: [0]=state [1]=ppid [2]=pgrp; zombies are already dead.
-      if (fields[0] !== 'Z' && Number(fields[2]) === pgid) pids.push(Number(entry));
-    } catch {
-      // exited while we were scanning
-    }
-  }
-  return pids;
 }
 
 function killGroup(pgid: number): void {

@@ -5,9 +5,10 @@
 // Must run as root: `postfix start` needs it to set up the queue and drop
 // privileges to mail_owner. Nothing under /etc/postfix or /var/spool/postfix is
 // written; only the shared read-only metadata ($meta_directory) is used.
+import { groupMembers, isAlive } from './process-group.ts';
 import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,33 +58,6 @@ async function postfixCmd(cmd: string, args: string[]): Promise<string> {
     const e = err as { stdout?: string; stderr?: string; message: string };
     throw new Error(`${cmd} ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
-}
-
-/** Alive = exists and is not a zombie (some container inits never reap orphans). */
-function isAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Live members of a process group. master calls setsid(), so its children share its pid as pgid. */
-async function groupMembers(pgid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      // fields: [0]=state [1]=ppid [2]=pgrp
-      if (fields[0] !== 'Z' && Number(fields[2]) === pgid) pids.push(Number(entry));
-    } catch {
-      // Process exited while we were scanning.
-    }
-  }
-  return pids;
 }
 
 /**
