@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { parseListen } from '../listen.ts';
 import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter-checks.ts';
 import { classifierSchema } from './classifier.ts';
+import { learnSchema } from './learn.ts';
 import { lmtpSchema } from './lmtp.ts';
 import { authPolicySchema, databaseSchema, policydSchema, redisSchema } from './policyd.ts';
 
@@ -100,6 +101,7 @@ export const configSchema = z
     authPolicy: authPolicySchema.default({}),
     classifier: classifierSchema.default({}),
     lmtp: lmtpSchema.default({}),
+    learn: learnSchema.default({}),
   })
   .strict();
 
@@ -112,4 +114,5 @@ export type DkimSignConfig = MilterConfig['checks']['dkimSign'];
 export type AntivirusConfig = MilterConfig['checks']['antivirus'];
 export type { ClassifierConfig } from './classifier.ts';
 export type { LmtpConfig } from './lmtp.ts';
+export type { LearnConfig } from './learn.ts';
 export type { AuthPolicyConfig, DatabaseConfig, GreylistConfig, Limits, PolicydConfig, Rate, RedisConfig } from './policyd.ts';

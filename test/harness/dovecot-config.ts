@@ -5,14 +5,20 @@
 //   lmtp-indexer/dovecot/lmtp.conf                         lmtp
 //   lmtp-indexer/dovecot/quota.conf                        quota
 //   lmtp-indexer/dovecot/push-notification.conf + .lua     push
+//   dovecot-plugins/conf/sieve-delivery.conf + sieve/junk-filing.sieve        sieveDelivery
+//   dovecot-plugins/conf/imapsieve-learn.conf (+ imapsieve-flags.conf), sieve/learn-*.sieve,
+//     bin/ceerion-learn                                    learn
 // Rendering refuses to leave a placeholder behind, so a snippet that gains one fails here first.
-import { copyFile, chmod, chown, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, chmod, chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 export const AUTH_POLICY_SNIPPET = path.join(ROOT, 'policyd/dovecot/auth-policy.conf');
 export const LMTP_INDEXER_DOVECOT_DIR = path.join(ROOT, 'lmtp-indexer/dovecot');
+export const DOVECOT_PLUGINS_DIR = path.join(ROOT, 'dovecot-plugins');
+/** Where the learn gateway's socket goes: base_dir/ceerion-learn/ceerion-learn (sieve_pipe_socket_dir = ceerion-learn). */
+export const LEARN_SOCKET_DIR = 'ceerion-learn';
 
 export interface DovecotUser {
   name: string;
@@ -48,6 +54,14 @@ export interface DovecotOptions {
   quota?: { defaultRule?: string };
   /** The shipped push-notification.conf + push-notification.lua, posting to `url`. */
   push?: { url: string; token?: string; separator?: string; timeoutMsecs?: number; backoffSecs?: number };
+  /** The shipped sieve-delivery.conf: Sieve for LMTP with junk-filing.sieve as sieve_before; users' scripts in ~/sieve. */
+  sieveDelivery?: boolean;
+  /**
+   * The shipped imapsieve-learn.conf (and imapsieve-flags.conf with `flags`): moves into and out of
+   * Junk pipe to ceerion-learn, i.e. the gateway socket under base_dir, or the fallback program
+   * spooling into `spoolDir` (created by the caller, writable by the mail user).
+   */
+  learn?: { spoolDir: string; maxBytes?: number; flags?: boolean; timeout?: string };
 }
 
 /** Fills @NAME@ placeholders; a placeholder left outside a comment is an error naming the file. */
@@ -165,7 +179,46 @@ export async function writeSnippets(dir: string, opts: DovecotOptions, hashNonce
     await writeFile(file, await renderFile(snippet('quota.conf'), { DEFAULT_QUOTA_RULE: opts.quota.defaultRule ?? '*:storage=100M' }), { mode: 0o600 });
     includes.push(file);
   }
+  // After quota.conf: their protocol blocks must follow every global mail_plugins append.
+  if (opts.sieveDelivery || opts.learn) await writeSieveSnippets(dir, opts, mailUser, includes);
   return includes;
+}
+
+/**
+ * The Sieve scripts in a directory the mail user owns (Dovecot saves the compiled .svbin next to
+ * them), the program rendered into a bin dir only root may write, and the snippets that use them.
+ */
+async function writeSieveSnippets(dir: string, opts: DovecotOptions, mailUser: { uid: number; gid: number }, includes: string[]): Promise<void> {
+  const plugins = (...p: string[]): string => path.join(DOVECOT_PLUGINS_DIR, ...p);
+  const sieveDir = path.join(dir, 'sieve');
+  await mkdir(sieveDir, { recursive: true });
+  for (const name of ['junk-filing.sieve', 'learn-spam.sieve', 'learn-ham.sieve', 'learn-flags.sieve']) {
+    await copyFile(plugins('sieve', name), path.join(sieveDir, name));
+    await chown(path.join(sieveDir, name), mailUser.uid, mailUser.gid);
+  }
+  await chown(sieveDir, mailUser.uid, mailUser.gid);
+  if (opts.sieveDelivery) {
+    const file = path.join(dir, 'sieve-delivery.conf');
+    const values = { SIEVE_BEFORE: path.join(sieveDir, 'junk-filing.sieve'), USER_SIEVE: 'file:~/sieve;active=~/.dovecot.sieve' };
+    await writeFile(file, await renderFile(plugins('conf', 'sieve-delivery.conf'), values), { mode: 0o600 });
+    includes.push(file);
+  }
+  if (opts.learn) {
+    const binDir = path.join(dir, 'sieve-bin');
+    await mkdir(binDir, { recursive: true, mode: 0o755 });
+    const program = path.join(binDir, 'ceerion-learn');
+    const values = { SPOOL_DIR: opts.learn.spoolDir, MAX_BYTES: String(opts.learn.maxBytes ?? 10 * 1024 * 1024) };
+    await writeFile(program, await renderFile(plugins('bin', 'ceerion-learn'), values), { mode: 0o755 });
+    const file = path.join(dir, 'imapsieve-learn.conf');
+    const confValues = { SIEVE_DIR: sieveDir, PIPE_BIN_DIR: binDir, PIPE_SOCKET_DIR: LEARN_SOCKET_DIR, PIPE_TIMEOUT: opts.learn.timeout ?? '10s' };
+    await writeFile(file, await renderFile(plugins('conf', 'imapsieve-learn.conf'), confValues), { mode: 0o600 });
+    includes.push(file);
+    if (opts.learn.flags) {
+      const flags = path.join(dir, 'imapsieve-flags.conf');
+      await writeFile(flags, await renderFile(plugins('conf', 'imapsieve-flags.conf'), { SIEVE_DIR: sieveDir }), { mode: 0o600 });
+      includes.push(flags);
+    }
+  }
 }
 
 export function buildConfig(dir: string, imapPort: number, opts: DovecotOptions, mailUser: { uid: number; gid: number }, includes: string[]): string {

@@ -23,7 +23,7 @@ import { rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { buildConfig, uidOf, writeLmtpSnippet, writeSnippets, type DovecotOptions } from './dovecot-config.ts';
+import { buildConfig, LEARN_SOCKET_DIR, uidOf, writeLmtpSnippet, writeSnippets, type DovecotOptions } from './dovecot-config.ts';
 import { freePort } from './postfix.ts';
 
 export { AUTH_POLICY_SNIPPET, renderAuthPolicySnippet, type DovecotOptions, type DovecotUser } from './dovecot-config.ts';
@@ -33,6 +33,8 @@ export interface DovecotInstance {
   /** With `lmtp`: Dovecot's LMTP on 127.0.0.1:lmtpPort and on the unix socket lmtpSocket. */
   lmtpPort?: number;
   lmtpSocket?: string;
+  /** Where a learn gateway must listen for this Dovecot's vnd.dovecot.pipe (with `learn`). */
+  learnSocket: string;
   /** Temp dir holding config, base_dir, state, log and mail; removed by stop(). */
   dir: string;
   configFile: string;
@@ -104,6 +106,7 @@ function instance(dir: string, configFile: string, ports: Ports, hashNonce: stri
   };
   return {
     imapPort: ports.imap,
+    learnSocket: path.join(dir, 'run', LEARN_SOCKET_DIR, 'ceerion-learn'),
     ...(ports.lmtp !== undefined ? { lmtpPort: ports.lmtp, lmtpSocket: path.join(dir, 'run', 'lmtp') } : {}),
     dir,
     configFile,
