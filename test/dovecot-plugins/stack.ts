@@ -41,7 +41,7 @@ export const USERS = [
   { name: "o'brien+x=y$z@exämple.com", password: 'pässwörd' },
 ];
 
-export async function startLearnStack(t: TestContext, opts: { dovecot?: Partial<DovecotOptions>; learn?: Record<string, unknown> } = {}): Promise<LearnStack> {
+export async function startLearnStack(t: TestContext, opts: { dovecot?: Partial<DovecotOptions>; learn?: Record<string, unknown>; flags?: boolean; pipeTimeout?: string } = {}): Promise<LearnStack> {
   const db = testSchema(t);
   const pool = createPool(db);
   t.after(() => pool.end());
@@ -57,7 +57,7 @@ export async function startLearnStack(t: TestContext, opts: { dovecot?: Partial<
   await chmod(spoolDir, 0o755);
   await ensureSpool(spoolDir);
   t.after(() => rm(spoolDir, { recursive: true, force: true }));
-  const dovecot = await startDovecot({ users: USERS, lmtp: true, sieveDelivery: true, learn: { spoolDir }, ...opts.dovecot });
+  const dovecot = await startDovecot({ users: USERS, lmtp: true, sieveDelivery: true, learn: { spoolDir, flags: opts.flags ?? false, timeout: opts.pipeTimeout ?? '10s' }, ...opts.dovecot });
   t.after(() => dovecot.stop());
   const config = configSchema.parse({
     redis: { url: 'redis://127.0.0.1:6379', keyPrefix: prefix },
