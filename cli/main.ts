@@ -10,12 +10,15 @@ import { startLmtpService } from '../lmtp-indexer/service.ts';
 import { createResolver } from '../core/dns/index.ts';
 import type { Logger } from '../core/log.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
+import { registerAccountCommands } from './account.ts';
 import { registerDnsCommands } from './dns.ts';
 import { registerClassifierCommands } from './classifier.ts';
 import { registerDkimCommands } from './dkim.ts';
 import { registerModelCommands } from './model.ts';
 import { registerPolicyCommands } from './policy.ts';
 import { registerSearchCommands } from './search.ts';
+import { registerLearnerCommands } from './learner.ts';
+import { startLearnerService } from '../dovecot-plugins/learn/service.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
@@ -83,8 +86,11 @@ withServiceOptions(
   const address = await runMilter(rt, rt.log.child({ service: 'milter' }));
   const policyd = await runPolicyd(rt, rt.log.child({ service: 'policyd' }));
   const lmtp = await runLmtp(rt, rt.log.child({ service: 'lmtp' }));
+  const learnLog = rt.log.child({ service: 'learner' });
+  const learner = config.learn.enabled ? await startLearnerService(config, { log: learnLog, gatewayOptional: true }) : undefined;
+  if (learner) rt.lifecycle.add({ name: 'learner', stop: () => learner.stop() });
   process.stderr.write(
-    `\nCEERION is running (milter on ${address}, policy service on ${policyd.address}, LMTP indexer on ${lmtp.address}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
+    `\nCEERION is running (milter on ${address}, policy service on ${policyd.address}, LMTP indexer on ${lmtp.address}${learner ? `, learner${learner.gateway ? ` on ${config.learn.gateway.socket}` : ''}` : ''}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
       postfixSnippet(address) +
       '\n' +
       policySnippet(policyd.address) +
@@ -110,5 +116,7 @@ registerPolicyCommands(program);
 registerClassifierCommands(program);
 registerModelCommands(program);
 registerSearchCommands(program);
+registerLearnerCommands(program);
+registerAccountCommands(program);
 
 await program.parseAsync(process.argv);

@@ -29,6 +29,11 @@ export interface LearnerServiceDeps {
   gateway?: boolean;
   /** Run the worker (default: learn.worker.enabled). */
   worker?: boolean;
+  /**
+   * Go on without the gateway when its socket cannot be created (e.g. `ceerion start` as a user
+   * who may not write /run/dovecot): Dovecot then uses the spooling program. Default false.
+   */
+  gatewayOptional?: boolean;
 }
 
 export interface LearnerService {
@@ -99,9 +104,15 @@ export async function startLearnerService(config: Config, deps: LearnerServiceDe
         idleTimeoutMs: cfg.gateway.idleTimeoutMs,
         log: log.child({ part: 'gateway' }),
       });
-      await gateway.start();
-      const g = gateway;
-      stops.push(() => g.stop());
+      try {
+        await gateway.start();
+        const g = gateway;
+        stops.push(() => g.stop());
+      } catch (err) {
+        if (!deps.gatewayOptional) throw err;
+        log.warn({ socket: cfg.gateway.socket, err: (err as Error).message }, 'learn gateway not started; Dovecot will use the spooling program');
+        gateway = undefined;
+      }
     }
 
     let worker: LearnWorker | undefined;
