@@ -49,6 +49,17 @@ function toEntries(raw: RawEntry[] | null | undefined, deliveries: Map<string, n
   return out;
 }
 
+/**
+ * The entries of the one stream an XREADGROUP reply holds: RESP2 gives [[name, entries]], a RESP3
+ * map arrives flattened as [name, entries].
+ */
+function firstStreamEntries(reply: unknown[] | null): RawEntry[] | undefined {
+  if (!reply?.length) return undefined;
+  const first = reply[0];
+  if (Buffer.isBuffer(first) || typeof first === 'string') return reply[1] as RawEntry[];
+  return (first as [unknown, RawEntry[]])[1];
+}
+
 export class LearnQueue {
   constructor(
     private readonly redis: Redis,
@@ -74,8 +85,8 @@ export class LearnQueue {
   async readNew(consumer: string, count: number, blockMs: number): Promise<QueueEntry[]> {
     const reply = (await this.redis.callBuffer(
       'XREADGROUP', 'GROUP', this.names.group, consumer, 'COUNT', String(count), 'BLOCK', String(blockMs), 'STREAMS', this.names.stream, '>',
-    )) as [Buffer, RawEntry[]][] | null;
-    return toEntries(reply?.[0]?.[1], 1);
+    )) as unknown[] | null;
+    return toEntries(firstStreamEntries(reply), 1);
   }
 
   /**
