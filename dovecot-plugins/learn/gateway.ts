@@ -128,13 +128,26 @@ export class LearnGateway {
   private readonly server: net.Server;
   private readonly log: Logger;
   readonly outcomes = new Map<GatewayOutcome, number>();
+  private lastRequestAt = 0;
+  private open = 0;
 
   constructor(private readonly opts: GatewayOptions) {
     this.log = opts.log ?? silentLogger;
     // allowHalfOpen: Dovecot shuts down its side after the message and then reads our answer.
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      this.open++;
+      this.lastRequestAt = performance.now();
+      socket.once('close', () => {
+        this.open--;
+        this.lastRequestAt = performance.now();
+      });
       new GatewaySession(socket, opts, this.log, (o) => this.outcomes.set(o, (this.outcomes.get(o) ?? 0) + 1));
     });
+  }
+
+  /** A request is open or one ended within `quietMs`: Dovecot is in the middle of a MOVE. */
+  busy(quietMs = 30): boolean {
+    return this.open > 0 || performance.now() - this.lastRequestAt < quietMs;
   }
 
   /** Listens on the socket (replacing a stale one), mode as configured. */

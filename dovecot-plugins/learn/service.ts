@@ -117,6 +117,11 @@ export async function startLearnerService(config: Config, deps: LearnerServiceDe
 
     let worker: LearnWorker | undefined;
     if (deps.worker ?? cfg.worker.enabled) {
+      // Its own connection: XREADGROUP BLOCK holds a connection, and the gateway's XADD must not
+      // queue behind it.
+      const workerRedis = redis.duplicate();
+      stops.push(async () => workerRedis.disconnect());
+      const workerQueue = new LearnQueue(workerRedis, queue.names);
       let learner = deps.learner;
       if (!learner) {
         const built = await classifierLearner(config);
@@ -124,13 +129,14 @@ export async function startLearnerService(config: Config, deps: LearnerServiceDe
         stops.push(() => built.pool.end());
       }
       worker = new LearnWorker({
-        queue,
+        queue: workerQueue,
         learner,
         scope: cfg.scope,
         batchSize: cfg.worker.batchSize,
         retryDelayMs: cfg.worker.retryDelayMs,
         maxAttempts: cfg.worker.maxAttempts,
         log: log.child({ part: 'worker' }),
+        ...(gateway ? { busy: () => gateway!.busy() } : {}),
       });
       worker.start();
       const w = worker;

@@ -28,6 +28,13 @@ export interface WorkerOptions {
   consumer?: string;
   log?: Logger;
   onLearned?: (entry: QueueEntry, outcome: LearnOutcome) => void;
+  /**
+   * True while a user's move is being served in this process (the gateway had a request within
+   * the last few ms). Learning is CPU work on the same event loop; it waits, at most
+   * maxYieldMs per entry, so a MOVE of many messages is not slowed by training them.
+   */
+  busy?: () => boolean;
+  maxYieldMs?: number;
 }
 
 export interface WorkerStats {
@@ -103,6 +110,10 @@ export class LearnWorker {
       return false; // bury() acknowledged it
     }
     const { job } = entry;
+    if (this.opts.busy) {
+      const until = Date.now() + (this.opts.maxYieldMs ?? 2_000);
+      while (this.opts.busy() && Date.now() < until && !this.abort.signal.aborted) await sleep(10, this.abort.signal);
+    }
     const fields = { id: entry.id, user: job.user, cls: job.cls, source: job.source, bytes: job.message.length, attempt: entry.deliveries };
     try {
       const outcome = await this.opts.learner.learn(job.message, job.cls, this.opts.scope === 'user' ? { user: job.user } : {});
