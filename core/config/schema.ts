@@ -6,6 +6,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { parseListen } from '../listen.ts';
 import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter-checks.ts';
+import { backupSchema } from './backup.ts';
 import { classifierSchema } from './classifier.ts';
 import { learnSchema } from './learn.ts';
 import { lmtpSchema } from './lmtp.ts';
@@ -102,6 +103,7 @@ export const configSchema = z
     classifier: classifierSchema.default({}),
     lmtp: lmtpSchema.default({}),
     learn: learnSchema.default({}),
+    backup: backupSchema.default({}),
   })
   .strict();
 
@@ -115,4 +117,5 @@ export type AntivirusConfig = MilterConfig['checks']['antivirus'];
 export type { ClassifierConfig } from './classifier.ts';
 export type { LmtpConfig } from './lmtp.ts';
 export type { LearnConfig } from './learn.ts';
+export type { BackupConfig } from './backup.ts';
 export type { AuthPolicyConfig, DatabaseConfig, GreylistConfig, Limits, PolicydConfig, Rate, RedisConfig } from './policyd.ts';
