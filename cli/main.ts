@@ -11,6 +11,7 @@ import { createResolver } from '../core/dns/index.ts';
 import type { Logger } from '../core/log.ts';
 import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
 import { registerAccountCommands } from './account.ts';
+import { registerBackupCommands } from './backup.ts';
 import { registerDnsCommands } from './dns.ts';
 import { registerClassifierCommands } from './classifier.ts';
 import { registerDkimCommands } from './dkim.ts';
@@ -118,5 +119,6 @@ registerModelCommands(program);
 registerSearchCommands(program);
 registerLearnerCommands(program);
 registerAccountCommands(program);
+registerBackupCommands(program);
 
 await program.parseAsync(process.argv);
