@@ -213,7 +213,7 @@ export function registerBackupCommands(program: Command): void {
         const k = ctx.config.backup.keys;
         if (k.provider === 'local') {
           const info = await rotateKeyring(k.local.keyring);
-          process.stdout.write(`keyring ${info.id}: version ${info.current} is now current. Run \`ceerion backup rewrap\`, then \`ceerion backup keyring retire --version N\` for old versions.\n`);
+          process.stdout.write(`keyring ${info.id}: version ${info.current} is now current. Run \`ceerion backup rewrap\`, then \`ceerion backup keyring retire N\` for old versions.\n`);
         } else if (k.provider === 'vault') {
           const v = await rotateVaultKey(k.vault);
           process.stdout.write(`Vault transit key ${k.vault.keyName}: version ${v} is now current. Run \`ceerion backup rewrap\`.\n`);
@@ -256,12 +256,12 @@ export function registerBackupCommands(program: Command): void {
         process.stdout.write(`keyring ${info.id}\n` + table(['version', 'created', 'state'], info.versions.map((v) => [v.version, v.created, v.retired ? `retired ${v.retired}` : v.version === info.current ? 'current' : 'old'])) + '\n');
       }),
     );
-  common(keyring.command('retire'))
+  // A positional argument: `--version` belongs to the program (it prints the version and exits).
+  common(keyring.command('retire').argument('<version>', 'the key version to retire'))
     .description('delete the material of an old key version; refused while any backup still uses it')
-    .requiredOption('--version <n>', 'the key version')
-    .action((o: CommonOptions & { version: string }) =>
+    .action((versionArg: string, o: CommonOptions) =>
       command('keyring retire', async () => {
-        const version = intOption(o.version, '--version');
+        const version = intOption(versionArg, 'the key version');
         const ctx = context(o);
         const prefix = ctx.config.backup.s3.prefix;
         const users: string[] = [];

@@ -221,6 +221,7 @@ export class ByteQueue {
 
   /** The first n bytes as one buffer (a copy when they span writes), not consumed. */
   peek(n: number): Buffer {
+    if (n > this.length) throw new RangeError(`peek(${n}) with ${this.length} bytes queued`);
     const first = this.bufs[this.head];
     if (first && first.length - this.offset >= n) return first.subarray(this.offset, this.offset + n);
     const out = Buffer.allocUnsafe(n);

@@ -125,7 +125,10 @@ class AwsKmsKeyProvider implements KeyProvider {
           : name === 'IncorrectKeyException'
             ? ' (the wrapped key was made under a different KMS key)'
             : '';
-      throw keyError(`AWS KMS ${op} with key ${keyId} failed: ${name}: ${errorMessage(err)}${hint}`, err);
+      // KMS often sends no message (InvalidCiphertextException); the SDK then says "UnknownError".
+      const said = errorMessage(err);
+      const text = said === '' || said === 'UnknownError' || said === name ? '' : `: ${said}`;
+      throw keyError(`AWS KMS ${op} with key ${keyId} failed: ${name}${text}${hint}`, err);
     }
   }
 }

@@ -168,6 +168,7 @@ class VaultTransitKeyProvider implements KeyProvider {
     if (namespace) headers['X-Vault-Namespace'] = namespace;
     if (body) headers['content-type'] = 'application/json';
     let status: number;
+    let location: string | null;
     let text: string;
     try {
       const res = await this.fetchFn(`${address}/v1/${mount}/${route}`, {
@@ -175,9 +176,11 @@ class VaultTransitKeyProvider implements KeyProvider {
         headers,
         body: body ? JSON.stringify(body) : undefined,
         signal: AbortSignal.timeout(this.timeoutMs),
-        redirect: 'error', // a redirect would resend the token somewhere we did not configure
+        // Not followed: fetch would resend X-Vault-Token to wherever the redirect points.
+        redirect: 'manual',
       });
       status = res.status;
+      location = res.headers.get('location');
       text = await res.text();
     } catch (err) {
       if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
@@ -191,6 +194,12 @@ class VaultTransitKeyProvider implements KeyProvider {
       json = text === '' ? {} : JSON.parse(text);
     } catch {
       json = undefined;
+    }
+    if (status >= 300 && status <= 399) {
+      throw new KeyError(
+        `Vault ${where} answered HTTP ${status} redirecting to ${location ?? '(no location)'}; redirects are not followed ` +
+          `(the token would go along), so set backup.keys.vault.address to the server that answers`,
+      );
     }
     if (status < 200 || status > 299) {
       const errors = (json as { errors?: unknown } | undefined)?.errors;

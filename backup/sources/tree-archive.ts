@@ -221,6 +221,7 @@ class Walker {
       const entryDone = this.startEntry({ name, type: 'file', size, ...meta(st) }, async (sink) => {
         let pos = 0;
         while (pos < size) {
+          if (this.stop.aborted) throw this.stop.reason;
           const want = Math.min(CHUNK, size - pos);
           // A fresh buffer per read: tar-stream keeps a reference until the consumer has read it.
           const buf = Buffer.allocUnsafe(want);
@@ -261,6 +262,7 @@ class Walker {
   private startEntry(header: Header, body: (sink: Sink) => Promise<void>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const sink = this.pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      sink.on('error', () => {}); // reported through the entry callback; unheard, streamx would throw it
       if (header.type !== 'file') return;
       body(sink).then(
         () => sink.end(null),
@@ -273,6 +275,7 @@ class Walker {
   }
 
   private drained(sink: Sink): Promise<void> {
+    if (this.stop.aborted) return Promise.reject(this.stop.reason);
     return new Promise<void>((resolve, reject) => {
       const done = () => {
         sink.off('drain', done);

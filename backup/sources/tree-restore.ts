@@ -102,17 +102,20 @@ export async function verifyTreeSample(
 /** Runs `fn` for each entry in turn; `fn` must consume the entry (read it or `resume()` it). */
 async function eachEntry(src: Readable, fn: (entry: TarEntry, name: string) => Promise<void>): Promise<void> {
   const extract = tar.extract();
+  // A cut-short tar destroys the entry being read too; the extractor's error says why.
+  let tarError: Error | undefined;
+  extract.on('error', (err: Error) => (tarError ??= err));
   const onError = (err: Error) => extract.destroy(err);
   src.on('error', onError);
   src.pipe(extract);
   try {
     for await (const entry of extract) {
-      let name: string;
       try {
-        name = entryName(entry.header.name);
-        await fn(entry, name);
+        await fn(entry, entryName(entry.header.name));
       } catch (err) {
-        throw err instanceof TarEntryError ? err : new TarEntryError(entry.header.name, errText(err), { cause: err });
+        if (err instanceof TarEntryError) throw err;
+        const why = tarError ?? err;
+        throw new TarEntryError(entry.header.name, errText(why), { cause: why });
       }
     }
   } catch (err) {
@@ -181,15 +184,15 @@ class SafeTree {
   }
 
   async symlink(rel: string, target: string, mtime?: Date): Promise<void> {
-    if (!target) throw new TarEntryError(rel, 'symlink without a target');
-    if (target.includes('\0')) throw new TarEntryError(rel, 'NUL in symlink target');
-    if (path.posix.isAbsolute(target)) throw new TarEntryError(rel, `symlink to absolute path ${target} would leave the restore folder`);
+    if (!target) throw new Error('symlink without a target');
+    if (target.includes('\0')) throw new Error('NUL in symlink target');
+    if (path.posix.isAbsolute(target)) throw new Error(`symlink to absolute path ${target} would leave the restore folder`);
     const parts = target.split('/').filter((p) => p !== '' && p !== '.');
     const ups = parts.findIndex((p) => p !== '..');
     const leading = ups === -1 ? parts.length : ups;
-    if (parts.slice(leading).includes('..')) throw new TarEntryError(rel, `symlink target ${target} has ".." after a name`);
+    if (parts.slice(leading).includes('..')) throw new Error(`symlink target ${target} has ".." after a name`);
     const depth = rel.split('/').length - 1; // directories between root and the link
-    if (leading > depth) throw new TarEntryError(rel, `symlink to ${target} would leave the restore folder`);
+    if (leading > depth) throw new Error(`symlink to ${target} would leave the restore folder`);
     const abs = await this.replaceable(rel);
     await fsp.symlink(target, abs);
     if (mtime) await fsp.lutimes(abs, mtime, mtime);
@@ -204,7 +207,7 @@ class SafeTree {
         await fsp.chmod(abs, d.mode);
         if (d.mtime) await fsp.utimes(abs, d.mtime, d.mtime);
       } catch (err) {
-        throw new TarEntryError(d.rel, errText(err), { cause: err });
+        throw new TarEntryError(d.rel, errText(err), { cause: err }); // after the walk: name the folder
       }
     }
   }
@@ -217,7 +220,7 @@ class SafeTree {
       if (err.code === 'ENOENT') return undefined;
       throw err;
     });
-    if (st?.isDirectory()) throw new TarEntryError(rel, 'a directory of that name exists');
+    if (st?.isDirectory()) throw new Error('a directory of that name exists');
     // A later entry replaces an earlier one (tar semantics); unlinking a symlink never follows it.
     if (st) await fsp.unlink(abs);
     return abs;
@@ -236,8 +239,8 @@ class SafeTree {
         throw err;
       });
       if (!st) await fsp.mkdir(abs, { mode: 0o700 }); // tightened until the entry's own mode is applied
-      else if (st.isSymbolicLink()) throw new TarEntryError(rel, `${sofar} is a symlink; nothing is written through one`);
-      else if (!st.isDirectory()) throw new TarEntryError(rel, `${sofar} exists and is not a directory`);
+      else if (st.isSymbolicLink()) throw new Error(`${sofar} is a symlink; nothing is written through one`);
+      else if (!st.isDirectory()) throw new Error(`${sofar} exists and is not a directory`);
       this.dirs.add(sofar);
     }
   }

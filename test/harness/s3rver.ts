@@ -1,14 +1,16 @@
 // An S3-compatible server for tests: s3rver (a Koa app storing objects as files) in this process,
 // on 127.0.0.1 and a free port, with its own temp directory and one bucket created up front.
-// Tests of the S3 store run against it so that the real SDK, signing and XML parsing are exercised.
+// Tests of the S3 store run against it so that the real SDK (request building, XML parsing, errors) is exercised.
 //
 // What s3rver 3.7.1 does differently from AWS (found by test/backup/storage/s3rver.test.ts):
 // - ListObjectsV2 answers 500 for every truncated page on Node ≥ 17 (see s3-store.ts, list()).
 // - AbortMultipartUpload (DELETE ?uploadId) answers 405 MethodNotAllowed; the parts of an aborted
 //   upload stay in the bucket's `._S3rver_uploads` folder, invisible to GET and LIST.
-// - It checks V4 signatures against its built-in key pair S3RVER/S3RVER (config below).
-// - Checksums: it ignores Content-MD5 and x-amz-checksum-* headers, but a CRC32 checksum sent as
-//   an aws-chunked trailer would end up in the object's bytes, hence the store's WHEN_REQUIRED.
+// - ListObjects (v1) lists in the order of its directory walk, not key order (`p/a/b` before `p/a`).
+// - It knows only the access key id S3RVER (config below) and does not verify V4 signatures.
+// - Checksums: it ignores Content-MD5 and x-amz-checksum-* headers (so DeleteObjects works), but
+//   stores an aws-chunked body, the SDK's default for a streamed upload, framing and all: hence
+//   the store's WHEN_REQUIRED.
 //
 // close() stops the server (dropping kept-alive client sockets) and removes the directory; a
 // directory left by a test process that dies first is removed at exit.

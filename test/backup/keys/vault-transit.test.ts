@@ -151,6 +151,8 @@ test('HTTP errors carry the status and Vault\'s errors array; a slow Vault times
   const { vault, provider } = await setup(t);
   vault.failNext = { status: 503, errors: ['Vault is sealed', 'try later'] };
   await rejectsKeyError(provider().currentVersion(), /HTTP 503: Vault is sealed; try later/);
+  vault.failNext = { status: 307, errors: [] };
+  await rejectsKeyError(provider().currentVersion(), /HTTP 307 redirecting to/, /redirects are not followed/);
 
   vault.delayMs = 500;
   await rejectsKeyError(provider({}, { timeoutMs: 100 }).currentVersion(), /did not answer GET \/v1\/transit\/keys\/ceerion-backup within 0.1 s/);

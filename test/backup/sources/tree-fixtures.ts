@@ -36,8 +36,10 @@ export async function makeMaildir(root: string, opts: { order?: 'forward' | 'rev
       }
     }
   });
-  if (opts.order === 'reverse') files.reverse();
-  for (const [i, rel] of files.entries()) {
+  // Content and mtime follow the file's place in the forward listing, whatever the creation order.
+  const order = [...files.entries()];
+  if (opts.order === 'reverse') order.reverse();
+  for (const [i, rel] of order) {
     const abs = path.join(root, rel);
     await fsp.mkdir(path.dirname(abs), { recursive: true });
     await fsp.writeFile(abs, `Subject: message ${i} of ${rel}\r\n\r\n${'body line\r\n'.repeat(i % 37)}`);

@@ -94,10 +94,10 @@ describe('S3Store on s3rver', () => {
     assert.match(warn.msg, /could not abort the failed multipart upload/);
     assert.equal(warn.key, 'fail/db.dump');
     assert.match(String(warn.err), /MethodNotAllowed \(HTTP 405\)/);
-    assert.equal(warn.reason, (await putting.catch((e: Error) => e)).message);
+    assert.match(String(warn.reason), /pg_dump exited with code 1/);
     assert.equal(await store.head('fail/db.dump'), undefined);
     // s3rver keeps the parts (it cannot abort); AWS would drop them.
-    assert.equal(readdirSync(path.join(s3.dir, s3.bucket, '._S3rver_uploads', String(warn.uploadId))).length > 0, true);
+    assert.ok(readdirSync(path.join(s3.dir, s3.bucket, '._S3rver_uploads', String(warn.uploadId))).length > 0);
   });
 
   it('an abort while the body is stalled settles at once with AbortError (the reason as cause) and leaves nothing', async () => {
