@@ -24,6 +24,7 @@ import { restoreBackup } from '../backup/restore.ts';
 import { rewrapBackups } from '../backup/rewrap.ts';
 import { rotateVaultKey } from '../backup/rotate.ts';
 import { runBackup } from '../backup/run.ts';
+import { runSchedule, WEEKDAYS, type ScheduleSpec } from '../backup/schedule.ts';
 import { createObjectStore } from '../backup/storage/index.ts';
 import { loadOrExit } from './runtime.ts';
 import { Progress } from './progress.ts';
@@ -235,6 +236,46 @@ export function registerBackupCommands(program: Command): void {
         process.stdout.write(`rewrapped ${r.rewrapped.length}, already current ${r.alreadyCurrent.length}, failed ${r.failed.length}\n`);
         for (const f of r.failed) process.stdout.write(`  ${f.id}: ${f.reason}\n`);
         return r.failed.length ? 1 : 0;
+      }),
+    );
+
+  const day = (v: string, flag: string) => {
+    if (v === 'daily' || v === 'never' || (WEEKDAYS as readonly string[]).includes(v)) return v as ScheduleSpec['maildirDay'];
+    throw new UsageError(`${flag} must be daily, never or one of ${WEEKDAYS.join(', ')}`);
+  };
+  withRetention(common(backup.command('schedule')))
+    .description('stay running and back up every day at --at (UTC): for the compose service and hosts without systemd timers')
+    .option('--at <HH:MM>', 'time of day, UTC', '02:30')
+    .option('--maildir-day <day>', 'include the maildir on this weekday (daily, never, sun…sat)', 'sun')
+    .option('--drill-day <day>', 'run the restore drill after the backup on this weekday', 'mon')
+    .action((o: CommonOptions & RetentionFlags & { at: string; maildirDay: string; drillDay: string }) =>
+      command('schedule', async () => {
+        const spec: ScheduleSpec = { at: o.at, maildirDay: day(o.maildirDay, '--maildir-day'), drillDay: day(o.drillDay, '--drill-day') };
+        const ctx = context(o, retentionOverrides(o));
+        const maildir = ctx.config.backup.include.maildir;
+        const stop = new AbortController();
+        for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
+        await runSchedule(
+          spec,
+          {
+            log: ctx.log,
+            backup: async (withMaildir) => {
+              // A fresh provider per run: a rotated keyring is picked up without a restart.
+              const keys = createKeyProvider(ctx.config.backup.keys);
+              const config = { ...ctx.config, backup: { ...ctx.config.backup, include: { ...ctx.config.backup.include, maildir: withMaildir ? maildir : '' } } };
+              const r = await runBackup(config, { ...ctx, keys });
+              ctx.log.info({ backup: r.manifest.id, seconds: Math.round(r.durationMs / 1000) }, 'backup schedule: backup complete');
+              const p = await pruneBackups(ctx.config, { ...ctx, keys });
+              ctx.log.info({ kept: p.kept.length, removed: p.removed.length + p.incompleteRemoved.length, unverified: p.unverified.length }, 'backup schedule: retention applied');
+            },
+            drill: async () => {
+              const report = await runDrill(ctx.config, { ...ctx, keys: createKeyProvider(ctx.config.backup.keys) });
+              ctx.log.info({ rpoHours: report.rpoHours, rtoSeconds: report.rtoSeconds, report: report.drills.map((d) => ({ id: d.backupId, ok: d.ok, error: d.error })) }, 'backup schedule: drill report');
+              return report.ok;
+            },
+          },
+          stop.signal,
+        );
       }),
     );
 

@@ -64,7 +64,7 @@ export function locateChunk(
     const list = byFirstWord.get(w);
     if (list) list.push(k);
     else byFirstWord.set(w, [k]);
-    filter[w >>> 17] |= 1 << ((w >>> 12) & 31);
+    filter[w >>> 17] = filter[w >>> 17]! | (1 << ((w >>> 12) & 31));
   }
 
   const matches: ChunkMatch[] = [];

@@ -21,7 +21,7 @@ interface Service {
 const compose = YAML.parse(readFileSync(path.join(ROOT, 'docker-compose.mail.yml'), 'utf8')) as { services: Record<string, Service> };
 
 test('compose services build from files that exist', () => {
-  assert.deepEqual(Object.keys(compose.services).sort(), ['ceerion', 'postfix', 'postgres', 'redis']);
+  assert.deepEqual(Object.keys(compose.services).sort(), ['backup', 'ceerion', 'postfix', 'postgres', 'redis']);
   // Redis and PostgreSQL run pinned upstream images; ours are built from files in this repository.
   assert.match((compose.services.redis as Service & { image?: string }).image ?? '', /^redis:\d+\.\d+/);
   // 15+: migration 0002 of the index uses lz4 TOAST compression (PostgreSQL 14+).
@@ -94,4 +94,26 @@ test('the Postfix image applies docker/postfix/lmtp.cf pointed at the ceerion co
   assert.equal(config.lmtp.listen, 'inet:0.0.0.0:2424');
   assert.equal(compose.services.postfix!.environment?.CEERION_LMTP, `inet:ceerion:${config.lmtp.listen.split(':').at(-1)}`);
   assert.equal(config.database.url, 'postgres://ceerion:ceerion@postgres:5432/ceerion');
+});
+
+/** Compose's `${NAME:-default}` as it resolves with nothing set in .env. */
+const interpolate = (env: Record<string, string>) =>
+  Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, '$1')]));
+
+test('the backup service: valid overrides, the same image, a schedule the CLI accepts', async () => {
+  const svc = compose.services.backup!;
+  const env = interpolate(svc.environment ?? {});
+  assert.deepEqual(unknownEnvVariables(env), []);
+  const config = parseConfig(envOverrides(env));
+  assert.equal(config.backup.include.maildir, '/var/vmail');
+  assert.equal(config.backup.keys.provider, 'local');
+  assert.deepEqual(svc.build, compose.services.ceerion!.build);
+  assert.deepEqual(svc.command?.slice(0, 2), ['backup', 'schedule']);
+  const { parseAt } = await import('../../backup/schedule.ts');
+  parseAt(svc.command![svc.command!.indexOf('--at') + 1]!);
+  // pg_dump must match the compose PostgreSQL's major version, and zstd must be there.
+  const dockerfile = readFileSync(path.join(ROOT, 'docker/ceerion/Dockerfile'), 'utf8');
+  const major = /^postgres:(\d+)/.exec((compose.services.postgres as Service & { image?: string }).image ?? '')?.[1];
+  assert.match(dockerfile, new RegExp(`postgresql-client-${major}\\b`));
+  assert.match(dockerfile, /\bzstd\b/);
 });
