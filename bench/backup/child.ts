@@ -20,7 +20,7 @@ if (mode === 'run') {
 } else {
   const r = await runDrill(config, deps, { fallbacks: 0 });
   const d = r.drills[0]!;
-  out = { ok: r.ok, rtoSeconds: r.rtoSeconds, phasesMs: d.phasesMs, error: d.error };
+  out = { ok: r.ok, rtoSeconds: r.rtoSeconds, phasesMs: d.phasesMs, error: d.error, failed: d.checks.filter((c) => !c.ok) };
 }
 out.ms = performance.now() - t0;
 out.maxRssMb = process.resourceUsage().maxRSS / 1024;

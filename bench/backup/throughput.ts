@@ -75,7 +75,7 @@ function baseline(out: string): { ms: number; bytes: number } {
 
 function child(mode: 'run' | 'drill', configFile: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'child.ts'), mode, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--max-semi-space-size=2', '--import', 'tsx', path.join(import.meta.dirname, 'child.ts'), mode, configFile], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (b) => (out += b));
     p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`${mode} child exited ${code}: ${out}`))));
@@ -132,7 +132,7 @@ try {
       ) +
       '\n',
   );
-  if (!drill.ok) process.stdout.write(`drill error: ${JSON.stringify(drill.error)}\n`);
+  if (!drill.ok) process.stdout.write(`drill error: ${JSON.stringify(drill.error ?? drill.failed)}\n`);
 } finally {
   s3.stop();
   await rm(dir, { recursive: true, force: true });

@@ -44,7 +44,7 @@ export async function fillMessages(client: pg.Client | pg.Pool, schema: string, 
   await client.query(
     `INSERT INTO ${schema}.indexed_messages (account, content_sha256, size_bytes, received_at, message_id, from_address, subject, snippet, language, tsv)
      SELECT 'user' || (g % 20 + 1) || '@example.com', sha256(int8send(g)), 1000 + g % 5000,
-            timestamptz '2026-11-01 00:00:00+00' + g * interval '7 seconds', '<' || g || '@example.com>', 'sender' || g % 97 || '@example.org',
+            now() - g * interval '1 second', '<' || g || '@example.com>', 'sender' || g % 97 || '@example.org',
             'Subject ' || g, 'snippet of message ' || g, 'simple', to_tsvector('simple', 'subject ' || g || ' words here')
        FROM generate_series($1::bigint, $2::bigint) g`,
     [start, start + n - 1],
