@@ -111,9 +111,13 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
 
   try {
     const dump = await dumpDatabase(config.database, blog);
-    estimate += dump.facts.sizeBytes;
-    const db = await upload('database', 'db.dump', dump.stream, dump.facts.sizeBytes);
+    estimate += dump.sizeBytes;
+    const db = await upload('database', 'db.dump', dump.stream, dump.sizeBytes).catch(async (err: unknown) => {
+      await dump.done.catch(() => undefined);
+      throw err;
+    });
     await dump.done;
+    const facts = await dump.facts;
     const objects = [db.object];
 
     let maildir: Manifest['maildir'];
@@ -141,13 +145,13 @@ export async function runBackup(config: Config, deps: BackupDeps): Promise<Backu
         versions: {
           suite: VERSION,
           node: process.version,
-          postgres: dump.facts.serverVersion,
-          pgDump: dump.facts.pgDumpVersion,
+          postgres: facts.serverVersion,
+          pgDump: facts.pgDumpVersion,
           compressor: await compressorVersion(compression),
         },
         key: wrapped,
         objects,
-        database: dump.facts,
+        database: facts,
         ...(maildir ? { maildir } : {}),
         ...(extras ? { extras } : {}),
       },

@@ -33,7 +33,13 @@ export interface DatabaseFacts {
 }
 
 export interface DatabaseDump {
-  facts: DatabaseFacts;
+  /** Tables + indexes of the schema on disk, known before the dump starts: the upload's size estimate. */
+  sizeBytes: number;
+  /**
+   * Read in the dump's snapshot while pg_dump runs (counting rows of a large table takes a while;
+   * on its own connection it overlaps with the dump instead of delaying it).
+   */
+  facts: Promise<DatabaseFacts>;
   /** pg_dump's custom-format archive; ends only when pg_dump exited with status 0. */
   stream: Readable;
   /** Resolves once pg_dump exited cleanly and the snapshot transaction is closed. */
@@ -59,7 +65,7 @@ export function libpqEnv(url: string, base: NodeJS.ProcessEnv = process.env): No
   return env;
 }
 
-async function readFacts(client: pg.Client, schema: string): Promise<Omit<DatabaseFacts, 'pgDumpVersion'>> {
+async function readFacts(client: pg.Client, schema: string, sizeBytes: number): Promise<Omit<DatabaseFacts, 'pgDumpVersion'>> {
   const info = await client.query<{ db: string; version: string }>(`SELECT current_database() AS db, current_setting('server_version') AS version`);
   const tables = await client.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -85,11 +91,6 @@ async function readFacts(client: pg.Client, schema: string): Promise<Omit<Databa
     newestMessageAt = n.rows[0]?.t ? n.rows[0].t.toISOString() : null;
   }
   const ext = await client.query<{ name: string }>(`SELECT extname AS name FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY extname`);
-  const size = await client.query<{ bytes: string | null }>(
-    `SELECT sum(pg_total_relation_size(c.oid)) AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')`,
-    [schema],
-  );
   return {
     database: info.rows[0]!.db,
     schema,
@@ -98,8 +99,17 @@ async function readFacts(client: pg.Client, schema: string): Promise<Omit<Databa
     migrations,
     extensions: ext.rows.map((r) => r.name),
     newestMessageAt,
-    sizeBytes: Number(size.rows[0]?.bytes ?? 0),
+    sizeBytes,
   };
+}
+
+async function schemaBytes(client: pg.Client, schema: string): Promise<number> {
+  const size = await client.query<{ bytes: string | null }>(
+    `SELECT sum(pg_total_relation_size(c.oid)) AS bytes FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')`,
+    [schema],
+  );
+  return Number(size.rows[0]?.bytes ?? 0);
 }
 
 export async function pgDumpVersion(): Promise<string> {
@@ -120,13 +130,15 @@ export async function dumpDatabase(db: DatabaseConfig, log: Logger): Promise<Dat
   }
   let stream: Readable;
   let exited: Promise<void>;
-  let facts: DatabaseFacts;
+  let sizeBytes: number;
+  let snapshot: string;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const snap = await client.query<{ id: string }>('SELECT pg_export_snapshot() AS id');
-    const snapshot = snap.rows[0]!.id;
-    facts = { ...(await readFacts(client, db.schema)), pgDumpVersion: await pgDumpVersion() };
-    log.info({ snapshot, tables: Object.keys(facts.rowCounts).length, sizeBytes: facts.sizeBytes }, 'backup: snapshot exported');
+    snapshot = snap.rows[0]!.id;
+    const tables = await client.query('SELECT 1 FROM pg_tables WHERE schemaname = $1 LIMIT 1', [db.schema]);
+    if (tables.rowCount === 0) throw new Error(`schema ${db.schema} has no tables: nothing to back up (is database.schema right?)`);
+    sizeBytes = await schemaBytes(client, db.schema);
     ({ stream, exited } = spawnReadable(
       'pg_dump',
       ['--format=custom', '--compress=0', `--snapshot=${snapshot}`, `--schema=${db.schema}`, '--no-password'],
@@ -136,10 +148,13 @@ export async function dumpDatabase(db: DatabaseConfig, log: Logger): Promise<Dat
     await client.end().catch(() => undefined);
     throw err;
   }
-  const done = exited.finally(async () => {
+  const facts = (async (): Promise<DatabaseFacts> => ({ ...(await readFacts(client, db.schema, sizeBytes)), pgDumpVersion: await pgDumpVersion() }))();
+  facts.then((f) => log.info({ snapshot, tables: Object.keys(f.rowCounts).length, sizeBytes }, 'backup: snapshot facts read'), () => undefined);
+  // The transaction (and with it the exported snapshot) must outlive both pg_dump and the counts.
+  const done = Promise.all([exited, facts]).then(() => undefined).finally(async () => {
     await client.query('COMMIT').catch(() => undefined);
     await client.end().catch(() => undefined);
   });
   done.catch(() => undefined);
-  return { facts, stream, done };
+  return { sizeBytes, facts, stream, done };
 }

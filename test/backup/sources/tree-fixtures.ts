@@ -130,6 +130,9 @@ export const bufferStream = (data: Buffer) => Readable.from([data]);
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 export function liveBytes(): number {
+  // Twice: V8 frees ArrayBuffer backing stores on a concurrent sweeper after a collection, and the
+  // next collection first waits for that sweep, so only then is `arrayBuffers` up to date.
+  gc();
   gc();
   const u = process.memoryUsage();
   return u.heapUsed + u.arrayBuffers;
