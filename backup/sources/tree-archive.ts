@@ -54,6 +54,11 @@ const CHUNK = 64 * 1024;
 /** What the tar stream buffers before the walk waits for the consumer. */
 const HIGH_WATER_MARK = 256 * 1024;
 
+/**
+ * Streams `roots` as a tar. `stats` resolves once the walk has ended (every file hashed), which
+ * may be before the consumer has read the tar's tail; it rejects, as the stream fails, on an
+ * unreadable file or folder, a missing root, abort, or the consumer destroying the stream.
+ */
 export function packTree(roots: string[] | string, opts: PackOptions): { stream: Readable; stats: Promise<TreeStats> } {
   const list = (Array.isArray(roots) ? roots : [roots]).map((r) => path.resolve(r));
   if (list.length === 0) throw new Error('packTree: no roots given');
@@ -104,6 +109,8 @@ export function packTree(roots: string[] | string, opts: PackOptions): { stream:
   const onAbort = () => stream.destroy(opts.signal?.reason ?? new Error('aborted'));
   if (opts.signal?.aborted) queueMicrotask(onAbort);
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  // Until the stream closes, not just until the walk ends: the tar's tail may still be unread.
+  stream.once('close', () => opts.signal?.removeEventListener('abort', onAbort));
 
   const walker = new Walker(pack, room, stop.signal, opts);
   const stats = (async () => {
@@ -115,8 +122,6 @@ export function packTree(roots: string[] | string, opts: PackOptions): { stream:
       const reason = stop.signal.aborted ? stop.signal.reason : err;
       stream.destroy(reason instanceof Error ? reason : new Error(String(reason)));
       throw reason;
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
     }
   })();
   stats.catch(() => {}); // the stream carries the error too; a caller reading only the stream must not crash

@@ -42,7 +42,9 @@ export interface ExtractOptions {
  * does not block its own contents and writing a file does not bump its folder's mtime.
  */
 export async function extractTree(tarStream: Readable, destDir: string, opts: ExtractOptions = {}): Promise<{ files: number; bytes: number }> {
-  const tree = await SafeTree.open(destDir);
+  // Nothing is awaited before eachEntry has put its error handler on the stream: a download that
+  // fails while destDir is still being created must reject here, not crash the process.
+  const tree = new SafeTree(destDir);
   let files = 0;
   let bytes = 0;
   await eachEntry(tarStream, async (entry, name) => {
@@ -80,7 +82,7 @@ export async function verifyTreeSample(
   opts: { restoreDir?: string } = {},
 ): Promise<{ checked: number; mismatched: string[]; missing: string[] }> {
   const wanted = new Map(sample.map((s) => [s.path, s]));
-  const tree = opts.restoreDir === undefined ? undefined : await SafeTree.open(opts.restoreDir);
+  const tree = opts.restoreDir === undefined ? undefined : new SafeTree(opts.restoreDir);
   const seen = new Set<string>();
   const mismatched = new Set<string>();
   await eachEntry(tarStream, async (entry, name) => {
@@ -95,6 +97,7 @@ export async function verifyTreeSample(
     const size = tree ? await tree.file(name, entry as AsyncIterable<Buffer>, entry.header.mode ?? 0o644, entry.header.mtime, hash) : await hashOnly(entry, hash);
     if (size !== want.size || hash.digest('hex') !== want.sha256) mismatched.add(name);
   });
+  await tree?.ready; // restoreDir could not be created, even if no sampled file came by
   const missing = [...wanted.keys()].filter((p) => !seen.has(p)).sort();
   return { checked: seen.size, mismatched: [...mismatched].sort(), missing };
 }
@@ -151,21 +154,28 @@ class SafeTree {
   private readonly dirs = new Set<string>(['']);
   private readonly pendingDirs: Array<{ rel: string; mode: number; mtime?: Date }> = [];
 
-  private constructor(private readonly root: string) {}
+  private root = '';
+  /** The folder exists; every method waits for it (and fails with its error). */
+  readonly ready: Promise<void>;
 
-  static async open(dir: string): Promise<SafeTree> {
-    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-    // destDir itself may be a symlink the operator chose; what is below it is ours to check.
-    return new SafeTree(await fsp.realpath(dir));
+  constructor(dir: string) {
+    this.ready = (async () => {
+      await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+      // destDir itself may be a symlink the operator chose; what is below it is ours to check.
+      this.root = await fsp.realpath(dir);
+    })();
+    this.ready.catch(() => {}); // awaited by every use; a tar with no entries still reaches finishDirectories
   }
 
   async directory(rel: string, mode: number, mtime?: Date): Promise<void> {
+    await this.ready;
     await this.ensureDir(rel);
     this.pendingDirs.push({ rel, mode: mode & 0o777, mtime });
   }
 
   /** Writes the entry's content; returns its size. */
   async file(rel: string, body: AsyncIterable<Buffer>, mode: number, mtime?: Date, hash?: Hash): Promise<number> {
+    await this.ready;
     const abs = await this.replaceable(rel);
     const fh = await fsp.open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
     let n = 0;
@@ -184,6 +194,7 @@ class SafeTree {
   }
 
   async symlink(rel: string, target: string, mtime?: Date): Promise<void> {
+    await this.ready;
     if (!target) throw new Error('symlink without a target');
     if (target.includes('\0')) throw new Error('NUL in symlink target');
     if (path.posix.isAbsolute(target)) throw new Error(`symlink to absolute path ${target} would leave the restore folder`);
@@ -200,6 +211,7 @@ class SafeTree {
 
   /** Sets directory modes and mtimes, deepest first (a child's changes bump its parent's mtime). */
   async finishDirectories(): Promise<void> {
+    await this.ready;
     const list = [...this.pendingDirs].sort((a, b) => b.rel.split('/').length - a.rel.split('/').length);
     for (const d of list) {
       const abs = path.join(this.root, d.rel);

@@ -111,6 +111,10 @@ test('broken tars fail: truncated, garbage, and a source stream that errors', as
   const extracting = extractTree(broken, dest);
   setImmediate(() => broken.destroy(new Error('S3 connection reset')));
   await assert.rejects(extracting, /S3 connection reset/);
+  // A destination that cannot be created fails the restore, and the source is let go.
+  const source = bufferStream(good);
+  await assert.rejects(extractTree(source, '/dev/null/restore'), /ENOTDIR/);
+  assert.equal(source.destroyed, true);
 });
 
 test('modes are masked with 0o777, mtimes restored for files, folders and links, owners ignored', async (t) => {
