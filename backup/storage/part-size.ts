@@ -39,3 +39,13 @@ export function partSizeFor(expectedBytes: number | undefined, minPartBytes: num
 export function maxObjectBytes(partBytes: number): number {
   return partBytes * MAX_PARTS;
 }
+
+/**
+ * Parts in flight for a part size: lib-storage buffers every queued part, so memory is about
+ * partBytes × queueSize. The configured queue is sized for the configured part; when a huge
+ * object needs bigger parts, fewer are uploaded at once so memory stays within the same budget
+ * (at least one: a part of a multi-terabyte dump is its own floor).
+ */
+export function queueSizeFor(partBytes: number, configuredPartBytes: number, configuredQueue: number): number {
+  return Math.max(1, Math.min(configuredQueue, Math.floor((configuredPartBytes * configuredQueue) / partBytes)));
+}

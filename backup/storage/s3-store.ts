@@ -25,7 +25,7 @@ import { addAbortSignal, Readable } from 'node:stream';
 import type { BackupConfig } from '../../core/config/backup.ts';
 import { silentLogger, type Logger } from '../../core/log.ts';
 import { ObjectNotFoundError, type ObjectInfo, type ObjectStore, type PutOptions } from '../contracts.ts';
-import { MiB, partSizeFor } from './part-size.ts';
+import { MiB, partSizeFor, queueSizeFor } from './part-size.ts';
 
 export type S3Config = BackupConfig['s3'];
 
@@ -194,7 +194,7 @@ export class S3Store implements ObjectStore {
       client: this.client,
       params: { Bucket: this.config.bucket, Key: key, Body: Readable.from(counted(), { objectMode: false }) },
       partSize,
-      queueSize: this.config.queueSize,
+      queueSize: queueSizeFor(partSize, this.config.partBytes, this.config.queueSize),
       leavePartsOnError: true,
     });
     // Upload counts a part's bytes once the server has them, so this never runs ahead of S3.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { HEADROOM, MAX_PART_BYTES, MAX_PARTS, maxObjectBytes, MiB, MIN_PART_BYTES, partSizeFor } from '../../../backup/storage/part-size.ts';
+import { HEADROOM, MAX_PART_BYTES, MAX_PARTS, maxObjectBytes, MiB, MIN_PART_BYTES, partSizeFor, queueSizeFor } from '../../../backup/storage/part-size.ts';
 
 const GiB = 1024 * MiB;
 const TiB = 1024 * GiB;
@@ -47,5 +47,18 @@ describe('partSizeFor', () => {
 
   it('maxObjectBytes: 16 MiB parts (the default) hold 156.25 GiB', () => {
     assert.equal(maxObjectBytes(16 * MiB), 156.25 * GiB);
+  });
+});
+
+describe('queueSizeFor', () => {
+  it('keeps part × queue within the configured budget, never below one part', () => {
+    assert.equal(queueSizeFor(16 * MiB, 16 * MiB, 4), 4);
+    assert.equal(queueSizeFor(32 * MiB, 16 * MiB, 4), 2);
+    assert.equal(queueSizeFor(40 * MiB, 16 * MiB, 4), 1);
+    assert.equal(queueSizeFor(640 * MiB, 16 * MiB, 4), 1);
+    for (const part of [16, 20, 33, 64, 100, 5000]) {
+      const q = queueSizeFor(part * MiB, 16 * MiB, 4);
+      assert.ok(q >= 1 && (q === 1 || q * part <= 64), `${part} MiB → ${q}`);
+    }
   });
 });
