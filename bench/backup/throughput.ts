@@ -123,7 +123,7 @@ try {
   const ph = drill.phasesMs as Record<string, number>;
   const baseSize = (await stat(path.join(dir, 'baseline.dump.zst'))).size;
   process.stdout.write(
-    `\nDatabase: ${(sizeBytes / MB).toFixed(0)} MB on disk (tables + indexes), ${ROWS} messages; pg_dump archive ${((lastRun.plaintextBytes as number) / MB).toFixed(0)} MB, zstd -1 file ${(baseSize / MB).toFixed(0)} MB, stored (zstd -3, encrypted) ${((lastRun.storedBytes as number) / MB).toFixed(0)} MB\n\n` +
+    `\nDatabase: ${(sizeBytes / MB).toFixed(0)} MB on disk (tables + indexes), ${ROWS} messages; pg_dump archive ${((lastRun.plaintextBytes as number) / MB).toFixed(0)} MB, zstd -1 file ${(baseSize / MB).toFixed(0)} MB, stored (zstd -3, encrypted; the last run) ${((lastRun.storedBytes as number) / MB).toFixed(0)} MB\n\n` +
       table(['round', 'what', 's', 'dump MB', 'MB/s', 'ratio', 'peak RSS MB'], rows) +
       '\n\n' +
       table(
