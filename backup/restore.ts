@@ -18,6 +18,7 @@ import { keyContext, manifestSignatureValid, type ManifestObject } from './manif
 import { DrillCheckError, decryptObject, downloadObject } from './drill/objects.ts';
 import { restoreArchive, withClient, withDatabase } from './drill/scratch-db.ts';
 import { extractTree } from './sources/tree-archive.ts';
+import { quoteIdent } from '../core/db/pool.ts';
 
 export interface RestoreOptions {
   backupId?: string;
@@ -28,7 +29,6 @@ export interface RestoreOptions {
   jobs?: number;
 }
 
-const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 async function prepareDatabase(url: string, schema: string, extensions: string[]): Promise<void> {
   const name = decodeURIComponent(new URL(url).pathname.slice(1));

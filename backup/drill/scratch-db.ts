@@ -4,11 +4,10 @@
  * created first: a one-schema dump does not carry them (btree_gin lives in `public`).
  */
 import pg from 'pg';
-import { redactUrl } from '../../core/db/pool.ts';
+import { redactUrl, quoteIdent } from '../../core/db/pool.ts';
 import { runProgram } from '../process-stream.ts';
 import { libpqEnv } from '../sources/postgres.ts';
 
-const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 export function withDatabase(url: string, database: string): string {
   const u = new URL(url);

@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import type { Manifest } from '../manifest.ts';
 import type { DrillCheck } from './objects.ts';
+import { quoteIdent } from '../../core/db/pool.ts';
 
 export interface CheckResult {
   check: DrillCheck;
@@ -14,7 +15,6 @@ export interface CheckResult {
   detail: string;
 }
 
-const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 /** How far the newest message may lie after the manifest's completion time (clock skew). */
 const FUTURE_SKEW_MS = 5 * 60_000;

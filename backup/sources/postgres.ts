@@ -12,7 +12,7 @@ import pg from 'pg';
 import type { Readable } from 'node:stream';
 import type { DatabaseConfig } from '../../core/config/policyd.ts';
 import type { Logger } from '../../core/log.ts';
-import { redactUrl } from '../../core/db/pool.ts';
+import { redactUrl, quoteIdent } from '../../core/db/pool.ts';
 import { runProgram, spawnReadable } from '../process-stream.ts';
 
 export interface DatabaseFacts {
@@ -46,7 +46,6 @@ export interface DatabaseDump {
   done: Promise<void>;
 }
 
-const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 /** `postgres://…` → the libpq environment pg_dump understands (no password on the command line). */
 export function libpqEnv(url: string, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {

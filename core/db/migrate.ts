@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
+import { quoteIdent } from './pool.ts';
 
 export class MigrationError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -62,7 +63,6 @@ export async function readMigrations(dir: string): Promise<MigrationFile[]> {
   return out;
 }
 
-const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
 
 export async function migrate(pool: pg.Pool, module: string, dir: string): Promise<AppliedMigration[]> {
   const files = await readMigrations(dir);

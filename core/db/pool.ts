@@ -44,6 +44,9 @@ function connectionSettings(config: DatabaseConfig, connectTimeoutMs: number): p
   };
 }
 
+/** A SQL identifier, double-quoted (for names read from the catalog or config, never user input into SQL). */
+export const quoteIdent = (name: string): string => `"${name.replace(/"/g, '""')}"`;
+
 /** `postgres://user:secret@host/db` → `postgres://user:***@host/db`, for messages and logs. */
 export function redactUrl(url: string): string {
   return url.replace(/^(postgres(?:ql)?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');

@@ -9,17 +9,10 @@ import { runDrill, type DrillReport } from '../../backup/drill/drill.ts';
 import { decryptObject, DrillCheckError } from '../../backup/drill/objects.ts';
 import { createKeyProvider, initKeyring } from '../../backup/keys/index.ts';
 import { canonicalJson } from '../../backup/manifest.ts';
-import type { ObjectStore } from '../../backup/contracts.ts';
 import { Writable } from 'node:stream';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startBench } from './fixture.ts';
-
-async function bytes(store: ObjectStore, key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of await store.get(key)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+import { objectBytes as bytes, startBench } from './fixture.ts';
 
 function failure(report: DrillReport) {
   assert.equal(report.ok, false);

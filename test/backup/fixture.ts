@@ -111,3 +111,10 @@ export async function startBench(t: TestContext, opts: BenchOptions = {}): Promi
     deps: () => ({ store, keys: keys(), log: silentLogger }),
   };
 }
+
+/** An object's bytes, for tests that tamper with the bucket as an attacker with write access would. */
+export async function objectBytes(store: ObjectStore, key: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of await store.get(key)) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}

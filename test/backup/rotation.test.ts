@@ -8,14 +8,7 @@ import { runDrill } from '../../backup/drill/drill.ts';
 import { rewrapBackups } from '../../backup/rewrap.ts';
 import { createKeyProvider, retireKeyVersion, rotateKeyring } from '../../backup/keys/index.ts';
 import { fetchManifest } from '../../backup/catalog.ts';
-import type { ObjectStore } from '../../backup/contracts.ts';
-import { startBench } from './fixture.ts';
-
-async function bytes(store: ObjectStore, key: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of await store.get(key)) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+import { objectBytes as bytes, startBench } from './fixture.ts';
 
 test('rotate, back up, rewrap, retire: every backup still restores', { timeout: 170_000 }, async (t) => {
   const bench = await startBench(t, { messages: 300, maildirFiles: 10 });

@@ -10,6 +10,7 @@ import { KeyError, type KeyContext, type KeyProvider } from '../../../backup/con
 import { createAwsKmsKeyProvider, createKmsClient } from '../../../backup/keys/aws-kms.ts';
 import { createKeyProvider } from '../../../backup/keys/index.ts';
 import { FakeKms } from './fake-kms.ts';
+import { rejectsKeyError } from './assert-key-error.ts';
 
 const CTX: KeyContext = { backupId: '20261121T020000Z-3f9a1c', object: 'backups/20261121T020000Z-3f9a1c/' };
 const EC = { 'ceerion:backup-id': CTX.backupId, 'ceerion:object': CTX.object };
@@ -29,17 +30,6 @@ async function setup(t: TestContext): Promise<{ kms: FakeKms; client: KMSClient;
   const arn = kms.createKey('ceerion-backup');
   const provider = (keyId: string) => createAwsKmsKeyProvider({ keyId, region: kms.region, endpoint: kms.endpoint }, client);
   return { kms, client, arn, provider };
-}
-
-async function rejectsKeyError(p: Promise<unknown> | (() => unknown), ...patterns: RegExp[]): Promise<void> {
-  await assert.rejects(
-    async () => (typeof p === 'function' ? p() : p),
-    (err: unknown) => {
-      assert.ok(err instanceof KeyError, `expected KeyError, got ${String(err)}`);
-      for (const re of patterns) assert.match(err.message, re);
-      return true;
-    },
-  );
 }
 
 test('generateDataKey: AES_256 with the backup context, signed request; wrapped names the ARN even for an alias', async (t) => {

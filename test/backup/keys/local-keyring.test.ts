@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { KeyError, type KeyContext, type WrappedKey } from '../../../backup/contracts.ts';
 import { createLocalKeyProvider, initKeyring, keyringInfo, retireKeyVersion, rotateKeyring } from '../../../backup/keys/local-keyring.ts';
+import { rejectsKeyError } from './assert-key-error.ts';
 
 const CTX: KeyContext = { backupId: '20261121T020000Z-3f9a1c', object: 'backups/20261121T020000Z-3f9a1c/' };
 
@@ -22,18 +23,6 @@ async function newKeyring(t: TestContext): Promise<string> {
   const file = path.join(tempDir(t), 'var', 'backup', 'keyring.json');
   await initKeyring(file, new Date('2026-01-01T00:00:00Z'));
   return file;
-}
-
-/** Rejects with a KeyError whose message matches every pattern. */
-async function rejectsKeyError(p: Promise<unknown> | (() => unknown), ...patterns: RegExp[]): Promise<void> {
-  await assert.rejects(
-    async () => (typeof p === 'function' ? p() : p),
-    (err: unknown) => {
-      assert.ok(err instanceof KeyError, `expected KeyError, got ${String(err)}`);
-      for (const re of patterns) assert.match(err.message, re);
-      return true;
-    },
-  );
 }
 
 function writeRing(file: string, doc: unknown, mode = 0o600): void {

@@ -11,6 +11,7 @@ import { canonicalContext } from '../../../backup/keys/common.ts';
 import { createKeyProvider } from '../../../backup/keys/index.ts';
 import { createVaultKeyProvider, type VaultConfig, type VaultDeps } from '../../../backup/keys/vault-transit.ts';
 import { FakeVault } from './fake-vault.ts';
+import { rejectsKeyError } from './assert-key-error.ts';
 
 const CTX: KeyContext = { backupId: '20261121T020000Z-3f9a1c', object: 'backups/20261121T020000Z-3f9a1c/' };
 const KEY = 'ceerion-backup';
@@ -29,17 +30,6 @@ async function setup(t: TestContext, opts: { derived?: boolean } = {}) {
   });
   const provider = (over: Partial<VaultConfig> = {}, deps: VaultDeps = {}): KeyProvider => createVaultKeyProvider(config(over), { env: {}, ...deps });
   return { vault, config, provider };
-}
-
-async function rejectsKeyError(p: Promise<unknown> | (() => unknown), ...patterns: RegExp[]): Promise<void> {
-  await assert.rejects(
-    async () => (typeof p === 'function' ? p() : p),
-    (err: unknown) => {
-      assert.ok(err instanceof KeyError, `expected KeyError, got ${String(err)}`);
-      for (const re of patterns) assert.match(err.message, re);
-      return true;
-    },
-  );
 }
 
 test('generateDataKey: datakey/plaintext with the canonical context and token; wrapped is vault:v1:', async (t) => {
