@@ -3,9 +3,11 @@
  * Every day at `at` (UTC) it runs a backup (with the maildir only on `maildirDay`, as the guide's
  * nightly-database / weekly-mail-storage rhythm), applies retention, and on `drillDay` runs the
  * drill. A failure is logged and the next day comes anyway; it never exits on its own.
- * The clock and the sleep are injected so the calendar logic is tested without waiting.
+ * The clock and the sleep are injected so the calendar logic is tested without waiting. With
+ * `metrics` (backup/metrics.ts), every run and drill is counted and timestamped for the alerts.
  */
 import type { Logger } from '../core/log.ts';
+import type { BackupMetrics, BackupOutcome } from './metrics.ts';
 
 export const WEEKDAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
 export type Weekday = (typeof WEEKDAYS)[number];
@@ -41,8 +43,10 @@ export interface ScheduleDeps {
   now?: () => Date;
   /** Resolves after ms, or early (false) when the scheduler is stopped. */
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-  backup(withMaildir: boolean): Promise<void>;
+  /** One backup; what it stored, for the size gauge. */
+  backup(withMaildir: boolean): Promise<BackupOutcome | void>;
   drill(): Promise<boolean>;
+  metrics?: BackupMetrics;
 }
 
 const realSleep = (ms: number, signal: AbortSignal) =>
@@ -65,18 +69,23 @@ export async function runSchedule(spec: ScheduleSpec, deps: ScheduleDeps, signal
     // Sleep in slices of at most an hour: a suspended VM or a clock step is noticed within one.
     while (!signal.aborted && now() < when) await sleep(Math.min(when.getTime() - now().getTime(), 3_600_000), signal);
     if (signal.aborted) break;
+    const t0 = performance.now();
     try {
-      await deps.backup(isDay(when, spec.maildirDay));
+      const outcome = await deps.backup(isDay(when, spec.maildirDay));
+      deps.metrics?.success(now(), (performance.now() - t0) / 1000, outcome);
     } catch (err) {
+      deps.metrics?.failure(now());
       deps.log.error({ err: (err as Error).message }, 'backup schedule: backup failed');
     }
     if (isDay(when, spec.drillDay)) {
+      let ok = false;
       try {
-        const ok = await deps.drill();
+        ok = await deps.drill();
         deps.log[ok ? 'info' : 'error']({ ok }, 'backup schedule: drill finished');
       } catch (err) {
         deps.log.error({ err: (err as Error).message }, 'backup schedule: drill failed');
       }
+      deps.metrics?.drill(ok);
     }
   }
 }

@@ -13,6 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import type { Config } from '../core/config/schema.ts';
 import { createLogger, type Logger } from '../core/log.ts';
+import { createRegistry, serveMetrics } from '../core/metrics.ts';
 import { table } from '../core/text-table.ts';
 import { listBackups, verifyComplete } from '../backup/catalog.ts';
 import type { KeyProvider, ObjectStore } from '../backup/contracts.ts';
@@ -24,6 +25,7 @@ import { restoreBackup } from '../backup/restore.ts';
 import { rewrapBackups } from '../backup/rewrap.ts';
 import { rotateVaultKey } from '../backup/rotate.ts';
 import { runBackup } from '../backup/run.ts';
+import { BackupMetrics, initFromCatalog } from '../backup/metrics.ts';
 import { runSchedule, WEEKDAYS, type ScheduleSpec } from '../backup/schedule.ts';
 import { createObjectStore } from '../backup/storage/index.ts';
 import { loadOrExit } from './runtime.ts';
@@ -248,34 +250,47 @@ export function registerBackupCommands(program: Command): void {
     .option('--at <HH:MM>', 'time of day, UTC', '02:30')
     .option('--maildir-day <day>', 'include the maildir on this weekday (daily, never, sun…sat)', 'sun')
     .option('--drill-day <day>', 'run the restore drill after the backup on this weekday', 'mon')
-    .action((o: CommonOptions & RetentionFlags & { at: string; maildirDay: string; drillDay: string }) =>
+    .option('--metrics-port <port>', 'serve Prometheus /metrics here (default metrics.port; 0: off)')
+    .action((o: CommonOptions & RetentionFlags & { at: string; maildirDay: string; drillDay: string; metricsPort?: string }) =>
       command('schedule', async () => {
         const spec: ScheduleSpec = { at: o.at, maildirDay: day(o.maildirDay, '--maildir-day'), drillDay: day(o.drillDay, '--drill-day') };
         const ctx = context(o, retentionOverrides(o));
         const maildir = ctx.config.backup.include.maildir;
         const stop = new AbortController();
         for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => stop.abort());
-        await runSchedule(
-          spec,
-          {
-            log: ctx.log,
-            backup: async (withMaildir) => {
-              // A fresh provider per run: a rotated keyring is picked up without a restart.
-              const keys = createKeyProvider(ctx.config.backup.keys);
-              const config = { ...ctx.config, backup: { ...ctx.config.backup, include: { ...ctx.config.backup.include, maildir: withMaildir ? maildir : '' } } };
-              const r = await runBackup(config, { ...ctx, keys });
-              ctx.log.info({ backup: r.manifest.id, seconds: Math.round(r.durationMs / 1000) }, 'backup schedule: backup complete');
-              const p = await pruneBackups(ctx.config, { ...ctx, keys });
-              ctx.log.info({ kept: p.kept.length, removed: p.removed.length + p.incompleteRemoved.length, unverified: p.unverified.length }, 'backup schedule: retention applied');
+        // Backup age and failures are what the alerts watch (monitoring/alerts.yml).
+        const port = o.metricsPort === undefined ? (ctx.config.metrics.enabled ? ctx.config.metrics.port : 0) : intOption(o.metricsPort, '--metrics-port');
+        const registry = createRegistry();
+        const metrics = new BackupMetrics(registry);
+        const server = port ? await serveMetrics(registry, ctx.config.metrics.host, port, ctx.log) : undefined;
+        try {
+          await initFromCatalog(metrics, ctx.store, ctx.config.backup.s3.prefix, ctx.log);
+          await runSchedule(
+            spec,
+            {
+              log: ctx.log,
+              metrics,
+              backup: async (withMaildir) => {
+                // A fresh provider per run: a rotated keyring is picked up without a restart.
+                const keys = createKeyProvider(ctx.config.backup.keys);
+                const config = { ...ctx.config, backup: { ...ctx.config.backup, include: { ...ctx.config.backup.include, maildir: withMaildir ? maildir : '' } } };
+                const r = await runBackup(config, { ...ctx, keys });
+                ctx.log.info({ backup: r.manifest.id, seconds: Math.round(r.durationMs / 1000) }, 'backup schedule: backup complete');
+                const p = await pruneBackups(ctx.config, { ...ctx, keys });
+                ctx.log.info({ kept: p.kept.length, removed: p.removed.length + p.incompleteRemoved.length, unverified: p.unverified.length }, 'backup schedule: retention applied');
+                return { storedBytes: r.manifest.objects.reduce((a, x) => a + x.size, 0), completedAt: new Date(r.manifest.completedAt) };
+              },
+              drill: async () => {
+                const report = await runDrill(ctx.config, { ...ctx, keys: createKeyProvider(ctx.config.backup.keys) });
+                ctx.log.info({ rpoHours: report.rpoHours, rtoSeconds: report.rtoSeconds, report: report.drills.map((d) => ({ id: d.backupId, ok: d.ok, error: d.error })) }, 'backup schedule: drill report');
+                return report.ok;
+              },
             },
-            drill: async () => {
-              const report = await runDrill(ctx.config, { ...ctx, keys: createKeyProvider(ctx.config.backup.keys) });
-              ctx.log.info({ rpoHours: report.rpoHours, rtoSeconds: report.rtoSeconds, report: report.drills.map((d) => ({ id: d.backupId, ok: d.ok, error: d.error })) }, 'backup schedule: drill report');
-              return report.ok;
-            },
-          },
-          stop.signal,
-        );
+            stop.signal,
+          );
+        } finally {
+          await server?.stop();
+        }
       }),
     );
 

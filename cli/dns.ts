@@ -5,6 +5,8 @@ import { createResolver } from '../core/dns/index.ts';
 import { silentLogger } from '../core/log.ts';
 import { table } from '../core/text-table.ts';
 import { KeyStore } from '../milter/dkim/key-store.ts';
+import { withMtaStsPolicy } from '../mta-sts/dns.ts';
+import { policyFor } from '../mta-sts/policy.ts';
 import { loadOrExit, type ServiceOptions } from './runtime.ts';
 
 interface DnsOptions extends ServiceOptions {
@@ -18,12 +20,15 @@ function records(domain: string, opts: DnsOptions) {
   const config = loadOrExit(opts);
   const sign = config.milter.checks.dkimSign;
   const keys = KeyStore.load({ keysDir: sign.keysDir, selector: sign.selector, algorithms: sign.algorithms });
-  const list = expectedRecords(domain, {
+  // A domain in mtaSts.policies gets the id `ceerion mta-sts serve` serves (a hash of its policy).
+  const sts = policyFor(config.mtaSts, domain);
+  const list = withMtaStsPolicy(expectedRecords(domain, {
     mxHost: opts.mx ?? config.hostname,
     keys: keys.keysOf(domain.toLowerCase()).filter((k) => k.selector === sign.selector),
     dmarcPolicy: opts.dmarcPolicy ?? 'quarantine',
     ...(opts.report ? { reportAddress: opts.report } : {}),
-  });
+    ...(sts ? { mtaStsId: sts.id } : {}),
+  }), sts);
   return { config, list };
 }
 

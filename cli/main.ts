@@ -19,7 +19,12 @@ import { registerModelCommands } from './model.ts';
 import { registerPolicyCommands } from './policy.ts';
 import { registerSearchCommands } from './search.ts';
 import { registerLearnerCommands } from './learner.ts';
-import { startLearnerService } from '../dovecot-plugins/learn/service.ts';
+import { registerMtaStsCommands } from './mta-sts.ts';
+import { registerStackCommands } from './stack.ts';
+import { registerSmokeCommand } from './smoke.ts';
+import { registerLogsCommand } from './logs.ts';
+import { registerSetupCommand } from './setup.ts';
+import { registerPostfixQueueCommand } from './postfix-queue.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
@@ -79,28 +84,6 @@ withServiceOptions(
   process.stderr.write(`lmtp indexer on ${service.address}${service.httpPort !== undefined ? `, API on http://${config.lmtp.http.host}:${service.httpPort}/` : ''}\n`);
 });
 
-withServiceOptions(
-  program.command('start').description('run every service in the foreground and print the Postfix lines to add'),
-).action(async (opts: ServiceOptions) => {
-  const config = loadOrExit(opts, 'milter');
-  const rt = await startRuntime(config);
-  const address = await runMilter(rt, rt.log.child({ service: 'milter' }));
-  const policyd = await runPolicyd(rt, rt.log.child({ service: 'policyd' }));
-  const lmtp = await runLmtp(rt, rt.log.child({ service: 'lmtp' }));
-  const learnLog = rt.log.child({ service: 'learner' });
-  const learner = config.learn.enabled ? await startLearnerService(config, { log: learnLog, gatewayOptional: true }) : undefined;
-  if (learner) rt.lifecycle.add({ name: 'learner', stop: () => learner.stop() });
-  process.stderr.write(
-    `\nCEERION is running (milter on ${address}, policy service on ${policyd.address}, LMTP indexer on ${lmtp.address}${learner ? `, learner${learner.gateway ? ` on ${config.learn.gateway.socket}` : ''}` : ''}). Add these lines to /etc/postfix/main.cf, then run \`postfix reload\`:\n\n` +
-      postfixSnippet(address) +
-      '\n' +
-      policySnippet(policyd.address) +
-      '\n' +
-      lmtpSnippet(lmtp.address) +
-      `\nStop with Ctrl-C (SIGTERM): in-flight messages finish first.\n\n`,
-  );
-});
-
 program
   .command('postfix-config')
   .description('print the main.cf lines for the milter')
@@ -120,5 +103,11 @@ registerSearchCommands(program);
 registerLearnerCommands(program);
 registerAccountCommands(program);
 registerBackupCommands(program);
+registerStackCommands(program);
+registerSmokeCommand(program);
+registerLogsCommand(program);
+registerSetupCommand(program);
+registerPostfixQueueCommand(program);
+registerMtaStsCommands(program);
 
 await program.parseAsync(process.argv);

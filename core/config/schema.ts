@@ -9,7 +9,9 @@ import { antivirusSchema, authSchema, dkimSignSchema, dnsSchema } from './milter
 import { backupSchema } from './backup.ts';
 import { classifierSchema } from './classifier.ts';
 import { learnSchema } from './learn.ts';
+import { stackSchema } from './stack.ts';
 import { lmtpSchema } from './lmtp.ts';
+import { mtaStsSchema } from './mta-sts.ts';
 import { authPolicySchema, databaseSchema, policydSchema, redisSchema } from './policyd.ts';
 
 const listenAddress = z.string().superRefine((value, ctx) => {
@@ -104,6 +106,8 @@ export const configSchema = z
     lmtp: lmtpSchema.default({}),
     learn: learnSchema.default({}),
     backup: backupSchema.default({}),
+    mtaSts: mtaStsSchema.default({}),
+    stack: stackSchema.default({}),
   })
   .strict();
 
@@ -118,4 +122,5 @@ export type { ClassifierConfig } from './classifier.ts';
 export type { LmtpConfig } from './lmtp.ts';
 export type { LearnConfig } from './learn.ts';
 export type { BackupConfig } from './backup.ts';
+export type { StackConfig } from './stack.ts';
 export type { AuthPolicyConfig, DatabaseConfig, GreylistConfig, Limits, PolicydConfig, Rate, RedisConfig } from './policyd.ts';
