@@ -1,113 +1,11 @@
-/** `ceerion`: one CLI, one subcommand per service. */
+/** `ceerion`: one CLI, one subcommand per service or task (the table is in commands.ts). */
 import { Command } from 'commander';
 import { VERSION } from '../core/version.ts';
-import { postfixSnippet } from '../milter/postfix-snippet.ts';
-import { startMilterService } from '../milter/service.ts';
-import { policySnippet } from '../policyd/postfix-snippet.ts';
-import { startPolicyService } from '../policyd/service.ts';
-import { lmtpSnippet } from '../lmtp-indexer/postfix-snippet.ts';
-import { startLmtpService } from '../lmtp-indexer/service.ts';
-import { createResolver } from '../core/dns/index.ts';
-import type { Logger } from '../core/log.ts';
-import { loadOrExit, startRuntime, withServiceOptions, type Runtime, type ServiceOptions } from './runtime.ts';
-import { registerAccountCommands } from './account.ts';
-import { registerBackupCommands } from './backup.ts';
-import { registerDnsCommands } from './dns.ts';
-import { registerClassifierCommands } from './classifier.ts';
-import { registerDkimCommands } from './dkim.ts';
-import { registerModelCommands } from './model.ts';
-import { registerPolicyCommands } from './policy.ts';
-import { registerSearchCommands } from './search.ts';
-import { registerLearnerCommands } from './learner.ts';
-import { registerMtaStsCommands } from './mta-sts.ts';
-import { registerStackCommands } from './stack.ts';
-import { registerSmokeCommand } from './smoke.ts';
-import { registerLogsCommand } from './logs.ts';
-import { registerSetupCommand } from './setup.ts';
-import { registerPostfixQueueCommand } from './postfix-queue.ts';
+import { registerCommands } from './commands.ts';
 
 const program = new Command('ceerion')
   .description('CEERION mail suite: milter, policy service and LMTP indexer for Postfix + Dovecot')
   .version(VERSION);
 
-/**
- * The milter with its DNS resolver (and the classifier and learn endpoint, when enabled),
- * registered for shutdown; resolves to the address it listens on.
- */
-async function runMilter(rt: Runtime, log: Logger): Promise<string> {
-  const dns = createResolver(rt.config.dns, { log });
-  const service = await startMilterService(rt.config, { log, registry: rt.registry, resolver: dns.resolve }).catch(async (err: unknown) => {
-    await dns.close();
-    throw err;
-  });
-  rt.lifecycle.add({ name: 'milter', stop: () => service.stop().then(() => dns.close()) });
-  return service.address;
-}
-
-withServiceOptions(program.command('milter').description('run the Sendmail milter (Postfix smtpd_milters)')).action(
-  async (opts: ServiceOptions) => {
-    const config = loadOrExit(opts, 'milter');
-    const rt = await startRuntime(config, 'milter');
-    await runMilter(rt, rt.log);
-  },
-);
-
-/** The policy service (Postfix policy delegation + Dovecot auth policy), registered for shutdown. */
-async function runPolicyd(rt: Runtime, log: Logger) {
-  const service = await startPolicyService(rt.config, { log, registry: rt.registry });
-  rt.lifecycle.add({ name: 'policyd', stop: () => service.stop() });
-  return service;
-}
-
-withServiceOptions(
-  program.command('policyd').description('run the policy service (Postfix check_policy_service, Dovecot auth policy)'),
-).action(async (opts: ServiceOptions) => {
-  const config = loadOrExit(opts, 'policyd');
-  const rt = await startRuntime(config, 'policyd');
-  const service = await runPolicyd(rt, rt.log);
-  process.stderr.write(`policyd on ${service.address}${service.authPolicyPort !== undefined ? `, auth policy on http://${config.authPolicy.host}:${service.authPolicyPort}/` : ''}\n`);
-});
-
-/** The LMTP indexer (LMTP from Postfix, relay to Dovecot, index, HTTP API), registered for shutdown. */
-async function runLmtp(rt: Runtime, log: Logger) {
-  const service = await startLmtpService(rt.config, { log, registry: rt.registry });
-  rt.lifecycle.add({ name: 'lmtp', stop: () => service.stop() });
-  return service;
-}
-
-withServiceOptions(
-  program.command('lmtp').description('run the LMTP indexer (Postfix virtual_transport → Dovecot LMTP, PostgreSQL index, search/events API)'),
-).action(async (opts: ServiceOptions) => {
-  const config = loadOrExit(opts, 'lmtp');
-  const rt = await startRuntime(config, 'lmtp');
-  const service = await runLmtp(rt, rt.log);
-  process.stderr.write(`lmtp indexer on ${service.address}${service.httpPort !== undefined ? `, API on http://${config.lmtp.http.host}:${service.httpPort}/` : ''}\n`);
-});
-
-program
-  .command('postfix-config')
-  .description('print the main.cf lines for the milter')
-  .option('-c, --config <file>', 'YAML configuration file')
-  .option('-l, --listen <address>', 'the milter address Postfix should use')
-  .action((opts: ServiceOptions) => {
-    const config = loadOrExit(opts, 'milter');
-    process.stdout.write(postfixSnippet(config.milter.listen));
-  });
-
-registerDkimCommands(program);
-registerDnsCommands(program);
-registerPolicyCommands(program);
-registerClassifierCommands(program);
-registerModelCommands(program);
-registerSearchCommands(program);
-registerLearnerCommands(program);
-registerAccountCommands(program);
-registerBackupCommands(program);
-registerStackCommands(program);
-registerSmokeCommand(program);
-registerLogsCommand(program);
-registerSetupCommand(program);
-registerPostfixQueueCommand(program);
-registerMtaStsCommands(program);
-
+await registerCommands(program, process.argv);
 await program.parseAsync(process.argv);

@@ -145,7 +145,7 @@ export async function planStack(config: Config, opts: { configFile?: string; env
   suite('milter', 2, [tcpCheck(addresses.milter)]);
   suite('policyd', 2, [tcpCheck(addresses.policyd)]);
   suite('lmtp', 2, [greetingCheck('LMTP', addresses.lmtp, '220'), ...(config.lmtp.http.enabled ? [httpCheck(`${endpoints.api}/healthz`)] : [])]);
-  // After Dovecot: the learner's socket lives in Dovecot's base_dir.
-  if (config.learn.enabled) suite('learner', 4, []);
+  // After Dovecot (stage 1): the learner's socket lives in Dovecot's base_dir.
+  if (config.learn.enabled) suite('learner', 2, []);
   return { varDir, specs, endpoints, notes, database, keysDir };
 }

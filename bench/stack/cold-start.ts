@@ -30,7 +30,8 @@ async function once(varDir: string): Promise<{ total: number; supervisor: number
     } catch {
       state = undefined;
     }
-    if (state?.ready) break;
+    // The state file a previous run left says ready too: only this supervisor's counts.
+    if (state?.ready && state.supervisorPid === child.pid) break;
     if (child.exitCode !== null) throw new Error(`start exited with ${child.exitCode}; see ${varDir}/log`);
     await sleep(20);
   }

@@ -73,7 +73,9 @@ export async function privateDovecot(varDir: string, config: Config, database: {
     spec: {
       name: 'dovecot',
       kind: 'daemon',
-      stage: 3,
+      // With clamd, right after provisioning: it needs only the accounts, and starting it before
+      // our services (not after) takes ~3 s off a cold start.
+      stage: 1,
       command: bin,
       args: ['-F', '-c', configFile],
       cwd: dir,

@@ -103,7 +103,8 @@ export async function privatePostfix(varDir: string, config: Config, database: {
     spec: {
       name: 'postfix',
       kind: 'daemon',
-      stage: 4,
+      // Last: it accepts mail only once the milter, policyd and the indexer answer.
+      stage: 3,
       // start-fg keeps master in the foreground (as `master -s`) under the postfix-script shell.
       command: postfix,
       args: ['-c', etc, 'start-fg'],
