@@ -56,7 +56,17 @@ function metricsOf(registry: Registry | undefined) {
       buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1],
       registers: [registry],
     });
-  return { total, seconds };
+  // The score distribution shows drift and how close ham runs to the junk and reject thresholds:
+  // a bulge just under junk=0.3 or reject=0.8 is the cue to look before users complain.
+  const scores =
+    (registry.getSingleMetric('reservoir_classify_score') as Histogram | undefined) ??
+    new Histogram({
+      name: 'reservoir_classify_score',
+      help: 'Spam score of each classified message (0 ham … 1 spam)',
+      buckets: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99],
+      registers: [registry],
+    });
+  return { total, seconds, scores };
 }
 
 export function spamCheck(cfg: Pick<ClassifierConfig, 'milter' | 'thresholds' | 'features'>, deps: SpamCheckDeps): Check {
@@ -111,6 +121,7 @@ export function spamCheck(cfg: Pick<ClassifierConfig, 'milter' | 'thresholds' | 
         return { modifications: forged, summary: 'error (unscored)' };
       }
       metrics?.seconds.observe((performance.now() - started) / 1000);
+      metrics?.scores.observe(r.score);
       const reject = r.verdict === 'reject' && cfg.milter.reject;
       const verdict = reject ? 'reject' : r.verdict === 'inbox' ? 'inbox' : 'junk';
       metrics?.total.inc({ verdict });

@@ -113,6 +113,13 @@ test('with rejects off: spam arrives flagged, ham arrives unflagged, forged flag
   assert.doesNotMatch(hamHead, /forged|X-Spam-Score: 99/);
   assert.equal(await counter(s, 'junk'), 1);
   assert.equal(await counter(s, 'inbox'), 1);
+  // Both scores are in the histogram, each in the bucket its header gives.
+  const histogram = (await s.registry.getSingleMetric('reservoir_classify_score')!.get()).values;
+  const bucket = (le: number) => histogram.find((v) => v.metricName === 'reservoir_classify_score_bucket' && v.labels.le === le)?.value;
+  assert.equal(histogram.find((v) => v.metricName === 'reservoir_classify_score_count')?.value, 2);
+  const spamScore = Number(/score=(\d\.\d+)/.exec(fields(head, 'X-Spam-Status')[0]!)![1]);
+  const hamScore = Number(/score=(\d\.\d+)/.exec(status[0]!)![1]);
+  for (const le of [0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 0.99]) assert.equal(bucket(le), Number(hamScore <= le) + Number(spamScore <= le), `le=${le}`);
 
   // The learn endpoint runs in the milter process; the learn reaches its model like any other.
   const port = s.service.learnPort;

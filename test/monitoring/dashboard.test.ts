@@ -82,6 +82,7 @@ test('it covers throughput, verdicts, classifier, rate limits, logins, queue and
     'ceerion_milter_messages_total',
     'ceerion_milter_verdicts_total',
     'reservoir_classify_total',
+    'reservoir_classify_score_bucket',
     'ceerion_policyd_limit_hits_total',
     'ceerion_auth_policy_requests_total',
     'ceerion_postfix_queue_messages',
