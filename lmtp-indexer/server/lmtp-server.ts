@@ -20,6 +20,7 @@ import type { RecipientReply } from '../types.ts';
 import type { DeliveryOutcome, DeliveryPipeline, Envelope } from './delivery.ts';
 import { installReplyPassThrough } from './reply-text.ts';
 import { prepareSpoolDir, spoolMessage } from './spool.ts';
+import { postfixQueueId } from './queue-id.ts';
 import type { LmtpMetrics } from './metrics.ts';
 
 installReplyPassThrough();
@@ -109,12 +110,15 @@ export class LmtpServer {
 
   private async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<Array<string | Error>> {
     const ref = randomBytes(5).toString('hex');
-    const log = this.sessionLog(session).child({ ref });
+    let log = this.sessionLog(session).child({ ref });
     const started = performance.now();
     const spool = await spoolMessage(stream, this.opts.config.spoolDir).catch((err: Error) => {
       log.error({ err }, 'could not spool the message');
       throw replyError({ code: 451, enhanced: '4.3.0', message: `Local error while receiving (ref ${ref}), try again later` });
     });
+    // Every line about this message carries Postfix's queue id (mail:logs --queue-id).
+    const qid = postfixQueueId(spool.head);
+    if (qid) log = log.child({ qid });
     try {
       if (stream.sizeExceeded) {
         // smtp-server answers 552 for every recipient itself; nothing was relayed.

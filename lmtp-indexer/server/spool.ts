@@ -19,6 +19,8 @@ export interface SpooledMessage {
   size: number;
   /** Hex SHA-256 of the bytes exactly as received. */
   sha256: string;
+  /** The first HEAD_BYTES of the message (the trace headers), for the log's queue id. */
+  head: Buffer;
   /** A fresh stream over the whole message each call. */
   open(): Readable;
   remove(): Promise<void>;
@@ -26,6 +28,9 @@ export interface SpooledMessage {
 
 /** Messages up to this size are kept in memory (Postfix's median message is a few tens of KB). */
 export const DEFAULT_MEMORY_BYTES = 1024 * 1024;
+
+/** Enough for the trace headers Postfix puts on top. */
+export const HEAD_BYTES = 8 * 1024;
 
 export async function prepareSpoolDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -46,8 +51,17 @@ class SpoolSink extends Writable {
     super({ highWaterMark: 64 * 1024 });
   }
 
+  /** The first HEAD_BYTES, copied: the chunks themselves go to the file once it spills. */
+  readonly head: Buffer[] = [];
+  private headBytes = 0;
+
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
     this.hash.update(chunk);
+    if (this.headBytes < HEAD_BYTES) {
+      const part = Buffer.from(chunk.subarray(0, HEAD_BYTES - this.headBytes));
+      this.head.push(part);
+      this.headBytes += part.length;
+    }
     this.size += chunk.length;
     if (!this.out && this.size <= this.memoryBytes) {
       this.chunks.push(chunk);
@@ -91,6 +105,7 @@ export async function spoolMessage(input: Readable, dir: string, memoryBytes = D
     path: file,
     size: sink.size,
     sha256: sink.hash.digest('hex'),
+    head: Buffer.concat(sink.head),
     open: () => (file ? createReadStream(file, { highWaterMark: 64 * 1024 }) : Readable.from(chunks, { objectMode: false })),
     remove: async () => {
       if (file) await rm(file, { force: true });

@@ -114,7 +114,8 @@ test('with rejects off: spam arrives flagged, ham arrives unflagged, forged flag
   assert.equal(await counter(s, 'junk'), 1);
   assert.equal(await counter(s, 'inbox'), 1);
   // Both scores are in the histogram, each in the bucket its header gives.
-  const histogram = (await s.registry.getSingleMetric('reservoir_classify_score')!.get()).values;
+  // prom-client gives a histogram's series their own metricName (_bucket, _sum, _count).
+  const histogram = (await s.registry.getSingleMetric('reservoir_classify_score')!.get()).values as Array<{ metricName?: string; labels: Record<string, string | number>; value: number }>;
   const bucket = (le: number) => histogram.find((v) => v.metricName === 'reservoir_classify_score_bucket' && v.labels.le === le)?.value;
   assert.equal(histogram.find((v) => v.metricName === 'reservoir_classify_score_count')?.value, 2);
   const spamScore = Number(/score=(\d\.\d+)/.exec(fields(head, 'X-Spam-Status')[0]!)![1]);

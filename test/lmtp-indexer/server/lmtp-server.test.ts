@@ -8,7 +8,7 @@ import path from 'node:path';
 import { text } from 'node:stream/consumers';
 import { test, type TestContext } from 'node:test';
 import { configSchema } from '../../../core/config/schema.ts';
-import { silentLogger } from '../../../core/log.ts';
+import { createLogger, silentLogger, type Logger } from '../../../core/log.ts';
 import { createPool } from '../../../core/db/pool.ts';
 import { insertAccount } from '../../../accounts/repository.ts';
 import { migrateIndex } from '../../../lmtp-indexer/index/schema.ts';
@@ -42,7 +42,7 @@ interface Setup {
   spoolDir: string;
 }
 
-async function start(t: TestContext, answer: (rcpts: string[]) => RecipientReply[] | Promise<RecipientReply[]>, extra: { maxMessageBytes?: number; lookupPool?: Parameters<typeof accountLookup>[0] } = {}): Promise<Setup> {
+async function start(t: TestContext, answer: (rcpts: string[]) => RecipientReply[] | Promise<RecipientReply[]>, extra: { maxMessageBytes?: number; lookupPool?: Parameters<typeof accountLookup>[0]; log?: Logger } = {}): Promise<Setup> {
   const spoolDir = await mkdtemp(path.join(os.tmpdir(), 'ceerion-lmtp-spool-'));
   t.after(() => rm(spoolDir, { recursive: true, force: true }));
   const config = configSchema.parse({ lmtp: { listen: 'inet:127.0.0.1:0', spoolDir, ...(extra.maxMessageBytes ? { maxMessageBytes: extra.maxMessageBytes } : {}) } }).lmtp;
@@ -58,7 +58,7 @@ async function start(t: TestContext, answer: (rcpts: string[]) => RecipientReply
   const server = new LmtpServer({
     config,
     hostname: 'mx.test',
-    log: silentLogger,
+    log: extra.log ?? silentLogger,
     delivery,
     ...(extra.lookupPool ? { recipientCheck: accountLookup(extra.lookupPool, config.recipientLookup, accountOf) } : {}),
   });
@@ -132,4 +132,17 @@ test('with a recipient lookup, unknown recipients are refused at RCPT and the re
   assert.equal(tr.rcpts[1]!.code, 250);
   assert.deepEqual(tr.results.map((r) => r.code), [250]);
   assert.deepEqual(s.relayed[0]!.rcpts, ['ALICE+x@example.test']);
+});
+
+test('the delivered line carries the Postfix queue id from the top Received header (mail:logs --queue-id)', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = createLogger('info', 'lmtp', { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const s = await start(t, (r) => r.map(ok), { log });
+  const traced = `Received: from mx.example.net (mx.example.net [192.0.2.7])\r\n\tby mail.example.test (Postfix) with ESMTP id 4F3A2B1C0D\r\n\tfor <alice@example.test>; Sun, 22 Nov 2026 03:00:00 +0000\r\n${message}`;
+  await lmtpSend({ port: s.port }, { from: 'a@b.test', to: ['alice@example.test'], message: traced });
+  await lmtpSend({ port: s.port }, { from: 'a@b.test', to: ['alice@example.test'], message: message.replace('hi', 'untraced') });
+  const delivered = lines.filter((l) => l.msg === 'delivered');
+  assert.equal(delivered.length, 2);
+  assert.equal(delivered[0]!.qid, '4F3A2B1C0D');
+  assert.equal('qid' in delivered[1]!, false, 'no Received header: no made-up id');
 });

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { test } from 'node:test';
-import { spoolMessage } from '../../../lmtp-indexer/server/spool.ts';
+import { HEAD_BYTES, spoolMessage } from '../../../lmtp-indexer/server/spool.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const pieces = (b: Buffer, size: number) => Readable.from(Array.from({ length: Math.ceil(b.length / size) }, (_, i) => b.subarray(i * size, (i + 1) * size)));
@@ -29,6 +29,9 @@ test('a small message stays in memory; a large one spills to a file that remove(
   assert.ok(b.path && existsSync(b.path), 'spilled to a file');
   assert.deepEqual([b.size, b.sha256], [big.length, sha(big)]);
   assert.ok((await buffer(b.open())).equals(big), 'the file holds the bytes received before and after the spill');
+  // The head (for the log's queue id) is the first 8 KiB, whatever the chunking and the spill.
+  assert.ok(b.head.equals(big.subarray(0, HEAD_BYTES)));
+  assert.ok(s.head.equals(small));
   await b.remove();
   assert.deepEqual(await readdir(dir), []);
 });
