@@ -19,6 +19,12 @@ export const learnSchema = z
      * `user` (that user's scope only; per-user models are recorded, not yet used for scoring).
      */
     scope: z.enum(['global', 'user']).default('global'),
+    /**
+     * Also train when a client sets the `$Junk` / `$NotJunk` keyword without moving the message
+     * (imapsieve-flags.conf). Off by default: most clients move. A flag plus a move of the same
+     * message counts once (the classifier keys each learn on the message's hash).
+     */
+    flags: z.boolean().default(false),
     queue: z
       .object({
         /** Redis stream key (after redis.keyPrefix). */

@@ -51,7 +51,7 @@ export async function privateDovecot(varDir: string, config: Config, database: {
     quota: {},
     push: { url: `http://127.0.0.1:${config.lmtp.http.port}/push`, token: config.lmtp.http.pushToken },
     sieveDelivery: true,
-    learn: { spoolDir: spool },
+    learn: { spoolDir: spool, flags: config.learn.flags },
     ...(config.authPolicy.enabled ? { authPolicy: { host: config.authPolicy.host, port: config.authPolicy.port, apiHeader: config.authPolicy.apiHeader } } : {}),
   };
   const includes = await writeSnippets(dir, opts, randomBytes(16).toString('hex'), mailUser);

@@ -15,6 +15,7 @@ import path from 'node:path';
 import {
   authPolicyValues,
   fillPlaceholders,
+  imapsieveFlagsValues,
   imapsieveLearnValues,
   learnProgramValues,
   lmtpValues,
@@ -59,7 +60,7 @@ export interface DovecotSettings {
   authPolicy?: { host: string; port: number; apiHeader: string };
   /** A fresh random nonce, used only when the installed snippet has none yet. */
   newHashNonce: string;
-  learn: { spoolDir: string; maxBytes: number; gatewaySocket: string };
+  learn: { spoolDir: string; maxBytes: number; gatewaySocket: string; flags: boolean };
 }
 
 export const AUTH_SYSTEM_INCLUDE = /^!include auth-system\.conf\.ext[ \t]*$/m;
@@ -145,6 +146,8 @@ export function dovecotFiles(t: DovecotTemplates, s: DovecotSettings, current: M
     notes.push(`learn.gateway.socket ${s.learn.gatewaySocket}: Dovecot looks for a socket named ceerion-learn, so the learner is not reached and the fallback program spools instead`);
   }
   files.push({ path: conf('90-ceerion-imapsieve-learn.conf'), text: render('imapsieveLearn', imapsieveLearnValues({ sieveDir, binDir, ...(socketDir ? { socketDir } : {}) })), mode: 0o644 });
+  // learn.flags: its mailbox rule is number 3, after imapsieve-learn.conf's 1 and 2 (hence 91-).
+  if (s.learn.flags) files.push({ path: conf('91-ceerion-imapsieve-flags.conf'), text: render('imapsieveFlags', imapsieveFlagsValues(sieveDir)), mode: 0o644 });
 
   const authConf = conf('10-auth.conf');
   const auth = current.get(authConf);

@@ -138,7 +138,7 @@ export function planSetup(config: Config, opts: SetupOptions, templates: SetupTe
       ...(http.enabled ? { push: { url: `http://${reachable(http.host)}:${http.port}/push`, token: http.pushToken } } : {}),
       ...(config.authPolicy.enabled ? { authPolicy: { host: reachable(config.authPolicy.host), port: config.authPolicy.port, apiHeader: config.authPolicy.apiHeader } } : {}),
       newHashNonce: facts.newHashNonce,
-      learn: { spoolDir, maxBytes: config.learn.maxMessageBytes, gatewaySocket: config.learn.gateway.socket },
+      learn: { spoolDir, maxBytes: config.learn.maxMessageBytes, gatewaySocket: config.learn.gateway.socket, flags: config.learn.flags },
     },
     current,
   );

@@ -76,18 +76,21 @@ learn: { spool: { dir: ${stock.dir}/learn-spool } }
   assert.match(out, /^packages: all installed$/m);
   assert.match(out, /^would run:\n(.*\n)*  sievec -c /m);
   assert.match(out, /^dry run: 21 file\(s\) would change; nothing was written$/m);
+  assert.doesNotMatch(out, /91-ceerion-imapsieve-flags\.conf/, 'flag learning is off by default');
 });
 
 test('the dry-run diff is exact: patch(1) on a stock copy gives the files setup writes', async (t) => {
   const stock = await stockConfigs((fn) => t.after(fn));
   // No secrets (they are masked in the diff) and no auth policy (its nonce is random per run).
-  const config = await configFile(stock.dir, `database: { url: "postgres://postgres@127.0.0.1:5432/postgres", schema: ceerion }\nauthPolicy: { enabled: false }\nlearn: { spool: { dir: ${stock.dir}/learn-spool } }\n`);
+  const config = await configFile(stock.dir, `database: { url: "postgres://postgres@127.0.0.1:5432/postgres", schema: ceerion }\nauthPolicy: { enabled: false }\nlearn: { flags: true, spool: { dir: ${stock.dir}/learn-spool } }\n`);
   const other = path.join(stock.dir, 'patched');
   await cp(stock.postfixDir, path.join(other, 'etc-postfix'), { recursive: true });
   await cp(stock.dovecotDir, path.join(other, 'etc-dovecot'), { recursive: true });
   const args = ['--no-install', '--config', config, '--postfix-dir', stock.postfixDir, '--dovecot-dir', stock.dovecotDir, '--mail-user', 'nobody', '--mail-home', `${stock.dir}/vmail/%Ld/%Ln`];
   const dry = await setupCli(['--dry-run', ...args]);
   assert.equal(dry.code, 0, dry.stderr);
+  // learn.flags adds the keyword rule, after imapsieve-learn.conf's two mailbox rules.
+  assert.match(dry.stdout, new RegExp(`^\\+\\+\\+ ${stock.dovecotDir}/conf\\.d/91-ceerion-imapsieve-flags\\.conf\n(.*\n)*\\+  imapsieve_mailbox3_causes = FLAG$`, 'm'));
   // The diffs only, with names relative to the temp dir (patch refuses absolute names).
   const lines = dry.stdout.split('\n');
   const end = lines.findIndex((l) => /^(postconf edits|would run:|note:|dry run:)/.test(l));
@@ -101,7 +104,7 @@ test('the dry-run diff is exact: patch(1) on a stock copy gives the files setup 
   const applied = await setupCli(args);
   assert.equal(applied.code, 0, applied.stderr);
   const files = [...diff.matchAll(/^\+\+\+ (\S+)/gm)].map((m) => m[1]!);
-  assert.equal(files.length, 20);
+  assert.equal(files.length, 21); // 20 without the flags rule
   for (const rel of files) {
     assert.equal(await readFile(path.join(other, rel), 'utf8'), await readFile(path.join(stock.dir, rel), 'utf8'), rel);
   }
