@@ -6,6 +6,7 @@
  *   ceerion model verify FILE|VERSION             container integrity, then that the sections load
  *   ceerion model activate VERSION                running milters switch within seconds
  *   ceerion model compact [--note TEXT] [--no-prune]
+ *   ceerion model starter [--limit N]             train one from the SpamAssassin corpus if none is stored
  * compact saves the active model plus every learn after it as a new active version and deletes the
  * events it now includes, so a starting milter replays nothing. It deletes per-user events too
  * (the runtime does not apply those yet; see classifier/engine/runtime.ts).
@@ -19,6 +20,7 @@ import { decodeModel, verifyModel } from '../classifier/model/container.ts';
 import type { ModelReport } from '../classifier/model/types.ts';
 import type { Config } from '../core/config/schema.ts';
 import { table } from '../core/text-table.ts';
+import { ensureStarterModel } from '../stack/starter-model.ts';
 import {
   cliLogger,
   command,
@@ -151,9 +153,22 @@ async function compact(opts: Opts & { note?: string; prune: boolean }): Promise<
   });
 }
 
+/**
+ * The starter model (stack/starter-model.ts): what `ceerion start` runs in a child process after
+ * readiness, so the ~15 s of training never blocks the supervisor's health checks and signals.
+ * The last stdout line is the outcome: present, trained or unavailable.
+ */
+async function starter(opts: Opts & { limit?: string }): Promise<void> {
+  const config = loadConfig(opts);
+  const limit = opts.limit === undefined ? undefined : Number(opts.limit);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw usage(`--limit must be a whole number > 0, got ${opts.limit}`);
+  const outcome = await ensureStarterModel(config, cliLogger(), limit ? { limitPerGroup: limit } : {});
+  process.stdout.write(`starter model: ${outcome}\n`);
+}
+
 export function registerModelCommands(program: Command): void {
   // Set before the subcommands are made, so they inherit it.
-  const model = usageExits(program.command('model')).description('classifier model versions in PostgreSQL: list, export, import, verify, activate, compact');
+  const model = usageExits(program.command('model')).description('classifier model versions in PostgreSQL: list, export, import, verify, activate, compact, starter');
 
   configOption(model.command('list'))
     .description('stored versions, newest first; * marks the active one')
@@ -188,4 +203,9 @@ export function registerModelCommands(program: Command): void {
     .option('--note <text>', 'a note stored with the version')
     .option('--no-prune', 'keep the learn events')
     .action((opts: Opts & { note?: string; prune: boolean }) => command('model compact', () => compact(opts)));
+
+  configOption(model.command('starter'))
+    .description('unless a model is stored: train one from the SpamAssassin public corpus (dev dependency) and activate it')
+    .option('--limit <n>', 'only the first N messages of each corpus group (a quick trial model)')
+    .action((opts: Opts & { limit?: string }) => command('model starter', () => starter(opts)));
 }

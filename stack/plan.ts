@@ -30,6 +30,8 @@ export interface StackPlan {
   notes: string[];
   database: { url: string; schema: string };
   keysDir: string;
+  /** A one-off `ceerion ARGS…` run with the services' config and environment (the starter model). */
+  cli(args: string[]): { command: string; args: string[]; env: NodeJS.ProcessEnv };
 }
 
 /** Postfix notation with a concrete host: `inet:127.0.0.1:8891` or `unix:/path`. */
@@ -127,6 +129,7 @@ export async function planStack(config: Config, opts: { configFile?: string; env
     }
   }
 
+  const configArgs = opts.configFile ? ['--config', path.resolve(opts.configFile)] : [];
   const suite = (name: SuiteService, stage: number, health: HealthCheck[]): void => {
     const port = stack.metricsPorts[name];
     const metrics = `http://${config.metrics.host}:${port}/metrics`;
@@ -136,7 +139,7 @@ export async function planStack(config: Config, opts: { configFile?: string; env
       kind: 'suite',
       stage,
       command: process.execPath,
-      args: ['--max-semi-space-size=2', BIN, name, ...(opts.configFile ? ['--config', path.resolve(opts.configFile)] : [])],
+      args: ['--max-semi-space-size=2', BIN, name, ...configArgs],
       env: { ...opts.env, ...env, CEERION_METRICS_PORT: String(port) },
       logFile: LOG_FILE(varDir, name),
       health: allOf(...health, ...(config.metrics.enabled ? [httpCheck(metrics)] : [])),
@@ -147,5 +150,6 @@ export async function planStack(config: Config, opts: { configFile?: string; env
   suite('lmtp', 2, [greetingCheck('LMTP', addresses.lmtp, '220'), ...(config.lmtp.http.enabled ? [httpCheck(`${endpoints.api}/healthz`)] : [])]);
   // After Dovecot (stage 1): the learner's socket lives in Dovecot's base_dir.
   if (config.learn.enabled) suite('learner', 2, []);
-  return { varDir, specs, endpoints, notes, database, keysDir };
+  const cli = (args: string[]) => ({ command: process.execPath, args: [BIN, ...args, ...configArgs], env: { ...opts.env, ...env } });
+  return { varDir, specs, endpoints, notes, database, keysDir, cli };
 }

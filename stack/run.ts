@@ -13,7 +13,7 @@ import { provision } from './provision.ts';
 import { isAlive, readState, StateWriter } from './state-file.ts';
 import { Supervisor } from './supervisor.ts';
 import { banner } from './banner.ts';
-import { ensureStarterModel } from './starter-model.ts';
+import { trainStarterModel } from './starter-model-process.ts';
 import { serveStackMetrics } from './metrics.ts';
 
 export interface StartOptions {
@@ -71,9 +71,12 @@ export async function startStack(config: Config, opts: StartOptions): Promise<Ru
   await writer.write();
   let credentials: StackCredentials | undefined;
   let stopAll = (): Promise<void> => stop();
+  // The starter model's trainer (a child process) does not outlive the stack.
+  const training = new AbortController();
   const stop = async (): Promise<void> => {
     if (stopping) return;
     stopping = true;
+    training.abort();
     await writer.write();
     await supervisor.stop();
     await writer.write();
@@ -121,14 +124,15 @@ export async function startStack(config: Config, opts: StartOptions): Promise<Ru
     // activated (NOTIFY).
     classifierModel = 'training';
     await writer.write();
-    const childConfig = { ...config, database: { ...config.database, url: plan.database.url } };
-    void ensureStarterModel(childConfig, log).then(
+    void trainStarterModel(plan, log, training.signal).then(
       (outcome) => {
         classifierModel = outcome;
         if (outcome === 'trained') opts.say('classifier: starter model trained from the SpamAssassin public corpus and activated');
         return writer.write();
       },
       (err: Error) => {
+        // Stopped with the stack: the next start trains (nothing was stored).
+        if (training.signal.aborted) return log.info('starter model training stopped with the stack');
         classifierModel = 'failed';
         log.error({ err: err.message }, 'starter model training failed');
         return writer.write();
