@@ -11,6 +11,8 @@ import http from 'node:http';
 import type { Socket } from 'node:net';
 import { Counter, type Registry } from 'prom-client';
 import type { MtaStsConfig } from '../core/config/mta-sts.ts';
+import { readCapped } from '../core/http/body.ts';
+import { boundPort, closeHttp, closeIdleWhileStopping, listenHttp } from '../core/http/lifecycle.ts';
 import type { Logger } from '../core/log.ts';
 import { compilePolicies, type CompiledPolicy } from './policy.ts';
 import { decide } from './request.ts';
@@ -59,45 +61,27 @@ export class MtaStsServer {
   }
 
   /** Listens on config.host:config.port (0 picks a free port); resolves with the bound port. */
-  start(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.port, this.config.host, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => this.log.error({ err: err.message }, 'mta-sts server error'));
-        this.log.info({ host: this.config.host, port: this.port, domains: [...this.policies.keys()] }, 'mta-sts listening');
-        resolve(this.port);
-      });
-    });
+  async start(): Promise<number> {
+    const port = await listenHttp(this.server, this.config, this.log, 'mta-sts');
+    this.log.info({ host: this.config.host, port, domains: [...this.policies.keys()] }, 'mta-sts listening');
+    return port;
   }
 
   get port(): number {
-    const addr = this.server.address();
-    return typeof addr === 'object' && addr ? addr.port : 0;
+    return boundPort(this.server);
   }
 
   /** Stop accepting, let requests in flight finish within the grace period, then close the rest. */
   stop(): Promise<void> {
-    this.stopping ??= new Promise<void>((resolve) => {
-      if (!this.server.listening) return resolve();
-      const force = setTimeout(() => this.server.closeAllConnections(), this.config.shutdownGraceMs);
-      force.unref();
-      this.server.close(() => {
-        clearTimeout(force);
-        resolve();
-      });
-      this.server.closeIdleConnections();
-    });
+    this.stopping ??= closeHttp(this.server, this.config.shutdownGraceMs);
     return this.stopping;
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    res.once('close', () => {
-      if (this.stopping) this.server.closeIdleConnections();
-    });
+    closeIdleWhileStopping(this.server, res, () => this.stopping !== undefined);
     readCapped(req, this.config.maxBodyBytes).then(
-      (withinCap) => {
-        if (!withinCap) return this.refuse(req, res, 413, `body over ${this.config.maxBodyBytes} bytes`);
+      (body) => {
+        if (body === undefined) return this.refuse(req, res, 413, `body over ${this.config.maxBodyBytes} bytes`);
         this.answer(req, res);
       },
       (err: unknown) => {
@@ -137,32 +121,6 @@ export class MtaStsServer {
     res.writeHead(status, { 'content-type': TEXT, 'content-length': body.length, 'x-content-type-options': 'nosniff' });
     res.end(req.method === 'HEAD' ? undefined : body);
   }
-}
-
-/** Consume the body; false as soon as it exceeds `max` (the rest is discarded, not buffered). */
-function readCapped(req: http.IncomingMessage, max: number): Promise<boolean> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) {
-    req.resume();
-    return Promise.resolve(false);
-  }
-  return new Promise((resolve, reject) => {
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > max) {
-        req.off('data', onData);
-        req.resume();
-        resolve(false);
-      }
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(size <= max));
-    req.once('error', reject);
-    req.once('close', () => {
-      if (!req.complete) reject(new Error('request aborted'));
-    });
-  });
 }
 
 /** Start a server for `config.mtaSts`; the caller registers `stop` with its lifecycle. */

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { boundPort, closeHttp, listenHttp } from '../../core/http/lifecycle.ts';
 import type { Logger } from '../../core/log.ts';
 import { HttpError, sendJson, type Route, type UpgradeHandler } from './route.ts';
 
@@ -20,7 +21,6 @@ export interface ApiServerOptions {
 
 export class ApiServer {
   private readonly server: http.Server;
-  private boundPort = 0;
 
   constructor(private readonly opts: ApiServerOptions) {
     this.server = http.createServer({ requestTimeout: opts.requestTimeoutMs ?? 30_000, headersTimeout: 10_000 }, (req, res) => void this.dispatch(req, res));
@@ -65,28 +65,15 @@ export class ApiServer {
   }
 
   async listen(): Promise<number> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.opts.port, this.opts.host, () => {
-        this.server.off('error', reject);
-        resolve();
-      });
-    });
-    const a = this.server.address();
-    this.boundPort = typeof a === 'object' && a ? a.port : this.opts.port;
-    return this.boundPort;
+    return listenHttp(this.server, this.opts, this.opts.log, 'HTTP API');
   }
 
   get port(): number {
-    return this.boundPort;
+    return boundPort(this.server);
   }
 
-  async stop(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
-    const force = setTimeout(() => this.server.closeAllConnections(), 5_000);
-    force.unref();
-    await closed;
-    clearTimeout(force);
+  /** Requests in flight get 5 s to finish (WebSocket clients are closed by their hub first). */
+  stop(): Promise<void> {
+    return closeHttp(this.server, 5_000);
   }
 }

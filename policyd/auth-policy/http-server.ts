@@ -14,6 +14,8 @@ import net from 'node:net';
 import type { Redis } from 'ioredis';
 import { Counter, type Registry } from 'prom-client';
 import type { AuthPolicyConfig } from '../../core/config/policyd.ts';
+import { readCapped } from '../../core/http/body.ts';
+import { boundPort, closeHttp, closeIdleWhileStopping, listenHttp } from '../../core/http/lifecycle.ts';
 import type { Logger } from '../../core/log.ts';
 import { BruteForceGuard, type Counts, type Decision, type Verdict } from './brute-force.ts';
 import {
@@ -129,44 +131,24 @@ export class AuthPolicyServer {
   }
 
   /** Listens on config.host:config.port (0 picks a free port); resolves with the bound port. */
-  start(): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(this.config.port, this.config.host, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => this.log.error({ err: err.message }, 'auth-policy server error'));
-        const port = this.port;
-        this.log.info({ host: this.config.host, port }, 'auth-policy listening');
-        resolve(port);
-      });
-    });
+  async start(): Promise<number> {
+    const port = await listenHttp(this.server, this.config, this.log, 'auth-policy');
+    this.log.info({ host: this.config.host, port }, 'auth-policy listening');
+    return port;
   }
 
   get port(): number {
-    const addr = this.server.address();
-    return typeof addr === 'object' && addr ? addr.port : 0;
+    return boundPort(this.server);
   }
 
   /** Stop accepting, let requests in flight finish within the grace period, then close the rest. */
   stop(): Promise<void> {
-    this.stopping ??= new Promise<void>((resolve) => {
-      if (!this.server.listening) return resolve();
-      const force = setTimeout(() => this.server.closeAllConnections(), this.graceMs);
-      force.unref();
-      this.server.close(() => {
-        clearTimeout(force);
-        resolve();
-      });
-      this.server.closeIdleConnections();
-    });
+    this.stopping ??= closeHttp(this.server, this.graceMs);
     return this.stopping;
   }
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    res.once('close', () => {
-      // Keep-alive sockets that went idle during shutdown would hold close() open.
-      if (this.stopping) this.server.closeIdleConnections();
-    });
+    closeIdleWhileStopping(this.server, res, () => this.stopping !== undefined);
     this.serve(req, res).catch((err: unknown) => {
       this.log.error({ err: (err as Error)?.message ?? String(err) }, 'auth-policy request failed');
       if (!res.headersSent) this.send(res, 500, { status: 0, msg: '' });
@@ -244,33 +226,4 @@ export class AuthPolicyServer {
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
-}
-
-/** The whole body, or undefined as soon as it exceeds `max` (the rest is not buffered). */
-function readCapped(req: http.IncomingMessage, max: number): Promise<Buffer | undefined> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > max) {
-    req.resume();
-    return Promise.resolve(undefined);
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > max) {
-        req.off('data', onData);
-        req.resume();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(size > max ? undefined : Buffer.concat(chunks)));
-    req.once('error', reject);
-    req.once('close', () => {
-      if (!req.complete) reject(new Error('request aborted'));
-    });
-  });
 }

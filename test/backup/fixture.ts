@@ -118,3 +118,19 @@ export async function objectBytes(store: ObjectStore, key: string): Promise<Buff
   for await (const c of await store.get(key)) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
 }
+
+/** The bench as an operator's environment: the CEERION_* variables `ceerion backup …` reads. */
+export function benchEnv(bench: BackupBench): Record<string, string> {
+  const b = bench.config.backup;
+  return {
+    CEERION_DATABASE_URL: bench.config.database.url,
+    CEERION_DATABASE_SCHEMA: bench.schema,
+    CEERION_BACKUP_S3_ENDPOINT: b.s3.endpoint,
+    CEERION_BACKUP_S3_BUCKET: b.s3.bucket,
+    CEERION_BACKUP_S3_ACCESS_KEY_ID: b.s3.accessKeyId,
+    CEERION_BACKUP_S3_SECRET_ACCESS_KEY: b.s3.secretAccessKey,
+    CEERION_BACKUP_KEYS_LOCAL_KEYRING: b.keys.local.keyring,
+    CEERION_BACKUP_INCLUDE_MAILDIR: bench.maildir,
+    CEERION_BACKUP_DRILL_WORK_DIR: bench.dir,
+  };
+}

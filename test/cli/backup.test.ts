@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { startBench } from '../backup/fixture.ts';
+import { benchEnv, startBench } from '../backup/fixture.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -31,19 +31,7 @@ function ceerion(args: string[], env: Record<string, string>): Promise<Run> {
 
 test('backup run / list / drill / prune / rotate-key / rewrap / keyring from the command line', { timeout: 170_000 }, async (t) => {
   const bench = await startBench(t, { messages: 200, maildirFiles: 12 });
-  const b = bench.config.backup;
-  const env: Record<string, string> = {
-    CEERION_DATABASE_URL: bench.config.database.url,
-    CEERION_DATABASE_SCHEMA: bench.schema,
-    CEERION_BACKUP_S3_ENDPOINT: b.s3.endpoint,
-    CEERION_BACKUP_S3_BUCKET: b.s3.bucket,
-    CEERION_BACKUP_S3_ACCESS_KEY_ID: b.s3.accessKeyId,
-    CEERION_BACKUP_S3_SECRET_ACCESS_KEY: b.s3.secretAccessKey,
-    CEERION_BACKUP_KEYS_LOCAL_KEYRING: b.keys.local.keyring,
-    CEERION_BACKUP_INCLUDE_MAILDIR: bench.maildir,
-    CEERION_BACKUP_DRILL_WORK_DIR: bench.dir,
-    CEERION_LOG_LEVEL: 'warn',
-  };
+  const env: Record<string, string> = { ...benchEnv(bench), CEERION_LOG_LEVEL: 'warn' };
 
   const run = await ceerion(['run'], env);
   assert.equal(run.code, 0, run.stderr);
