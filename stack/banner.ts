@@ -13,6 +13,7 @@ export function banner(state: StackState, credentials: StackCredentials, notes: 
     `  PostgreSQL    ${e.databaseUrl} (schema ${e.databaseSchema})`,
     `  Redis         ${e.redisUrl}`,
     ...(e.clamd ? [`  clamd         ${e.clamd}`] : []),
+    ...(e.mtaSts ? [`  MTA-STS       ${e.mtaSts} (proxy https://mta-sts.DOMAIN/ here)`] : []),
     ...(e.smtp ? [`  SMTP in       ${e.smtp.host}:${e.smtp.port}`] : []),
     ...(e.submission ? [`  submission    ${e.submission.host}:${e.submission.port} (AUTH required)`] : []),
     ...(e.imap ? [`  IMAP          ${e.imap.host}:${e.imap.port}`] : []),

@@ -21,7 +21,7 @@ export const LOG_DIR = (varDir: string): string => path.join(varDir, 'log');
 export const LOG_FILE = (varDir: string, service: string): string => path.join(varDir, 'log', `${service}.log`);
 
 /** Our own services (node processes) and the daemons the stack may start privately. */
-export type SuiteService = 'milter' | 'policyd' | 'lmtp' | 'learner';
+export type SuiteService = 'milter' | 'policyd' | 'lmtp' | 'learner' | 'mta-sts';
 export type DaemonService = 'postgres' | 'redis' | 'clamd' | 'dovecot' | 'postfix';
 export type ServiceName = SuiteService | DaemonService;
 
@@ -60,6 +60,8 @@ export interface StackEndpoints {
   authPolicy?: string;
   /** The LMTP indexer's HTTP API: GET /search, GET /events (WebSocket), GET /healthz. */
   api: string;
+  /** The MTA-STS policy server (plain HTTP, behind a TLS proxy), when mtaSts.policies names domains. */
+  mtaSts?: string;
   /** Prometheus /metrics URL per service. */
   metrics: Partial<Record<SuiteService | 'supervisor', string>>;
   databaseUrl: string;

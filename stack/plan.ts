@@ -130,8 +130,9 @@ export async function planStack(config: Config, opts: { configFile?: string; env
   }
 
   const configArgs = opts.configFile ? ['--config', path.resolve(opts.configFile)] : [];
-  const suite = (name: SuiteService, stage: number, health: HealthCheck[]): void => {
-    const port = stack.metricsPorts[name];
+  /** `command`: the CLI words, when they are not just the service's name. */
+  const suite = (name: SuiteService, stage: number, health: HealthCheck[], command: string[] = [name]): void => {
+    const port = stack.metricsPorts[name === 'mta-sts' ? 'mtaSts' : name];
     const metrics = `http://${config.metrics.host}:${port}/metrics`;
     if (config.metrics.enabled) endpoints.metrics[name] = metrics;
     specs.push({
@@ -139,7 +140,7 @@ export async function planStack(config: Config, opts: { configFile?: string; env
       kind: 'suite',
       stage,
       command: process.execPath,
-      args: ['--max-semi-space-size=2', BIN, name, ...configArgs],
+      args: ['--max-semi-space-size=2', BIN, ...command, ...configArgs],
       env: { ...opts.env, ...env, CEERION_METRICS_PORT: String(port) },
       logFile: LOG_FILE(varDir, name),
       health: allOf(...health, ...(config.metrics.enabled ? [httpCheck(metrics)] : [])),
@@ -150,6 +151,11 @@ export async function planStack(config: Config, opts: { configFile?: string; env
   suite('lmtp', 2, [greetingCheck('LMTP', addresses.lmtp, '220'), ...(config.lmtp.http.enabled ? [httpCheck(`${endpoints.api}/healthz`)] : [])]);
   // After Dovecot (stage 1): the learner's socket lives in Dovecot's base_dir.
   if (config.learn.enabled) suite('learner', 2, []);
+  if (Object.keys(config.mtaSts.policies).length > 0) {
+    const at = `${config.mtaSts.host}:${config.mtaSts.port}`;
+    endpoints.mtaSts = `http://${at}/.well-known/mta-sts.txt`;
+    suite('mta-sts', 2, [tcpCheck(`inet:${at}`)], ['mta-sts', 'serve']);
+  }
   const cli = (args: string[]) => ({ command: process.execPath, args: [BIN, ...args, ...configArgs], env: { ...opts.env, ...env } });
   return { varDir, specs, endpoints, notes, database, keysDir, cli };
 }

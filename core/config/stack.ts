@@ -62,6 +62,8 @@ export const stackSchema = z
         policyd: port.default(9465),
         lmtp: port.default(9466),
         learner: port.default(9467),
+        /** `ceerion mta-sts serve`, started only when mtaSts.policies names a domain. */
+        mtaSts: port.default(9469),
         /** The supervisor's own: Postfix queue and per-service up/restarts. */
         supervisor: port.default(9468),
       })

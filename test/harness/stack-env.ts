@@ -21,6 +21,8 @@ const PORT_VARIABLES = [
   'CEERION_STACK_METRICS_PORTS_LMTP',
   'CEERION_STACK_METRICS_PORTS_LEARNER',
   'CEERION_STACK_METRICS_PORTS_SUPERVISOR',
+  'CEERION_STACK_METRICS_PORTS_MTA_STS',
+  'CEERION_MTA_STS_PORT',
 ];
 
 export async function isolatedStackEnv(extra: NodeJS.ProcessEnv = {}): Promise<NodeJS.ProcessEnv> {
