@@ -335,7 +335,9 @@ export function pathRank(name: string): string {
 }
 
 function meta(st: Stats): Pick<tar.Header, 'mode' | 'mtime' | 'uid' | 'gid'> {
-  return { mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
+  // Not st.mtime: Node rounds that Date to the nearest millisecond, so a time of …:59.9996 became
+  // the next second in the tar's whole seconds. Truncated, as tar and the kernel do.
+  return { mode: st.mode & 0o7777, mtime: new Date(Math.floor(st.mtimeMs)), uid: st.uid, gid: st.gid };
 }
 
 /** Gone between readdir and use: Dovecot moved or expunged it. */

@@ -342,3 +342,19 @@ test('abort: the stream fails with the reason, stats rejects, no file descriptor
   await assert.rejects(toBuffer(already.stream), /too late/);
   await assert.rejects(already.stats, /too late/);
 });
+
+test('a time a hair before a whole second stays in that second (Node rounds Stats dates to the millisecond)', async (t) => {
+  // The 2,000-file round trip failed once in CI this way: a folder made at …173.9996 went into
+  // the tar as 174 (st.mtime rounds to the nearest ms), and came back a second late.
+  const src = await tmpDir(t, 'src');
+  await fsp.mkdir(path.join(src, 'late', 'cur'), { recursive: true });
+  await fsp.writeFile(path.join(src, 'late', 'cur', 'm1'), 'Subject: x\r\n\r\n');
+  const t9997 = 1_795_319_173.9997;
+  for (const rel of ['late/cur/m1', 'late/cur', 'late']) await fsp.utimes(path.join(src, rel), t9997, t9997);
+  const data = await toBuffer(packTree(src, { sampleFiles: 1 }).stream);
+  const times = new Map((await listTar(data)).map((e) => [e.name, e.mtime?.getTime()]));
+  assert.deepEqual([...times.values()], [1_795_319_173_000, 1_795_319_173_000, 1_795_319_173_000], JSON.stringify([...times]));
+  const dest = await tmpDir(t, 'dest');
+  await extractTree(bufferStream(data), dest);
+  assert.deepEqual(await readTree(dest), await readTree(src));
+});

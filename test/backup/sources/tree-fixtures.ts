@@ -92,6 +92,7 @@ export interface ListedEntry {
   size: number;
   linkname?: string;
   sha256?: string;
+  mtime?: Date;
 }
 
 /** The entries of a tar, in order, with a hash of each file's content. */
@@ -102,7 +103,7 @@ export async function listTar(data: Buffer): Promise<ListedEntry[]> {
   for await (const entry of extract) {
     const body = await toBuffer(entry);
     const h = entry.header;
-    out.push({ name: h.name, type: h.type, size: h.size, ...(h.type === 'symlink' ? { linkname: h.linkname } : {}), ...(h.type === 'file' ? { sha256: sha256(body) } : {}) });
+    out.push({ name: h.name, type: h.type, size: h.size, ...(h.mtime ? { mtime: h.mtime } : {}), ...(h.type === 'symlink' ? { linkname: h.linkname } : {}), ...(h.type === 'file' ? { sha256: sha256(body) } : {}) });
   }
   return out;
 }
