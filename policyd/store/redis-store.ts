@@ -10,6 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
+import { WriteCoalescer } from '../../core/redis.ts';
 import type { GreylistConfig } from '../../core/config/policyd.ts';
 import type { GreylistTriplet, LimitResult, LimitSpec, PolicyStore, StoreDecision } from '../types.ts';
 
@@ -66,11 +67,13 @@ export class RedisPolicyStore implements PolicyStore {
   #roundTrips = 0;
   readonly #redis: Redis;
   readonly #tag: string;
+  readonly #writes: WriteCoalescer;
 
   /** `redis` from core/redis.ts createRedis (no offline queue, command timeout): its keyPrefix is kept. */
   constructor(redis: Redis, opts: RedisPolicyStoreOptions | string = {}) {
     const hashTag = typeof opts === 'string' ? opts : opts.hashTag;
     this.#redis = redis;
+    this.#writes = new WriteCoalescer(redis);
     this.#tag = hashTag ? `${normaliseTag(hashTag)}:` : '';
     // EVALSHA with the script's text as the fallback (ioredis sends EVAL once per connection,
     // then EVALSHA, and retries NOSCRIPT with EVAL), so the script is never loaded separately.
@@ -132,6 +135,7 @@ export class RedisPolicyStore implements PolicyStore {
 
     const call = (this.#redis as unknown as Record<string, DecideCommand>)[COMMAND]!;
     this.#roundTrips++;
+    this.#writes.hold();
     let reply: unknown;
     try {
       reply = await call.call(this.#redis, keys.length, ...keys, ...args);
