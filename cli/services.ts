@@ -2,10 +2,15 @@
  * The long-running services (milter, policyd, LMTP indexer) and the milter's Postfix snippet. Kept
  * apart from the other commands so a service process loads only what it runs (cli/commands.ts).
  */
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { postfixSnippet } from '../milter/postfix-snippet.ts';
 import { startMilterService } from '../milter/service.ts';
 import { startPolicyService } from '../policyd/service.ts';
+import { joinClusterMetrics, reportWorkerReady, startPolicydCluster, workerCount } from '../policyd/cluster.ts';
+import type { Config } from '../core/config/schema.ts';
+import { parseListen } from '../core/listen.ts';
+import { serveMetrics } from '../core/metrics.ts';
 import { startLmtpService } from '../lmtp-indexer/service.ts';
 import { createResolver } from '../core/dns/index.ts';
 import type { Logger } from '../core/log.ts';
@@ -32,6 +37,32 @@ async function runPolicyd(rt: Runtime, log: Logger) {
   return service;
 }
 
+/** Workers and the cluster's primary leave /metrics to the primary's merged endpoint. */
+const withoutMetrics = (config: Config): Config => ({ ...config, metrics: { ...config.metrics, enabled: false } });
+
+/** A cluster worker: one policyd on the primary's shared listener; SIGTERM drains it as usual. */
+async function runPolicydWorker(config: Config): Promise<void> {
+  const rt = await startRuntime(withoutMetrics(config), 'policyd');
+  joinClusterMetrics(rt.registry);
+  const service = await startPolicyService(config, { log: rt.log.child({ worker: cluster.worker?.id }), registry: rt.registry, sharedListener: true });
+  rt.lifecycle.add({ name: 'policyd', stop: () => service.stop() });
+  // The primary is gone (SIGKILL, crash): nothing would restart or stop this worker, so stop now.
+  process.once('disconnect', () => void rt.lifecycle.stopAll('policyd primary gone').then(() => process.exit(0)));
+  reportWorkerReady(service.address, service.authPolicyPort);
+}
+
+/** The cluster's primary: forks the workers, restarts the ones that die, serves their merged metrics. */
+async function runPolicydPrimary(config: Config, workers: number) {
+  const rt = await startRuntime(withoutMetrics(config), 'policyd');
+  const group = await startPolicydCluster({ workers, listen: parseListen(config.policyd.listen), log: rt.log, shutdownGraceMs: config.policyd.shutdownGraceMs });
+  rt.lifecycle.add({ name: 'policyd cluster', stop: () => group.stop() });
+  if (config.metrics.enabled) {
+    const metrics = await serveMetrics(group.metrics, config.metrics.host, config.metrics.port, rt.log);
+    rt.lifecycle.add({ name: 'metrics', stop: () => metrics.stop() });
+  }
+  return group;
+}
+
 /** The LMTP indexer (LMTP from Postfix, relay to Dovecot, index, HTTP API), registered for shutdown. */
 async function runLmtp(rt: Runtime, log: Logger) {
   const service = await startLmtpService(rt.config, { log, registry: rt.registry });
@@ -52,9 +83,11 @@ export function registerServiceCommands(program: Command): void {
     program.command('policyd').description('run the policy service (Postfix check_policy_service, Dovecot auth policy)'),
   ).action(async (opts: ServiceOptions) => {
     const config = loadOrExit(opts, 'policyd');
-    const rt = await startRuntime(config, 'policyd');
-    const service = await runPolicyd(rt, rt.log);
-    process.stderr.write(`policyd on ${service.address}${service.authPolicyPort !== undefined ? `, auth policy on http://${config.authPolicy.host}:${service.authPolicyPort}/` : ''}\n`);
+    if (cluster.isWorker) return runPolicydWorker(config);
+    const workers = workerCount(config.policyd.workers);
+    const service = workers > 1 ? await runPolicydPrimary(config, workers) : await startRuntime(config, 'policyd').then((rt) => runPolicyd(rt, rt.log));
+    const auth = service.authPolicyPort !== undefined ? `, auth policy on http://${config.authPolicy.host}:${service.authPolicyPort}/` : '';
+    process.stderr.write(`policyd on ${service.address}${auth}${workers > 1 ? ` (${workers} worker processes)` : ''}\n`);
   });
 
   withServiceOptions(

@@ -18,7 +18,13 @@ export interface MetricsServer {
   stop(): Promise<void>;
 }
 
-export function serveMetrics(registry: Registry, host: string, port: number, log: Logger): Promise<MetricsServer> {
+/** A registry, or anything that renders one (policyd's cluster primary merges its workers'). */
+export interface MetricsSource {
+  contentType: string;
+  metrics(): Promise<string>;
+}
+
+export function serveMetrics(registry: MetricsSource, host: string, port: number, log: Logger): Promise<MetricsServer> {
   const server = http.createServer((req, res) => {
     if (req.method !== 'GET' || (req.url !== '/metrics' && req.url !== '/metrics/')) {
       res.writeHead(404).end('not found\n');

@@ -54,6 +54,27 @@ export function decisionMetrics(registry?: Registry): DecisionMetrics | undefine
   };
 }
 
+/**
+ * The labelled series one decision touches, looked up once per stage/result pair: prom-client
+ * hashes a labels object on every inc()/observe(), which was ~2% of policyd's CPU per request.
+ */
+class DecisionSeries {
+  private readonly decided = new Map<string, { inc(): void }>();
+  private readonly timed = new Map<string, { observe(v: number): void }>();
+
+  constructor(private readonly metrics: DecisionMetrics) {}
+
+  record(stage: string, result: string, seconds: number): void {
+    const key = `${stage}\0${result}`;
+    let d = this.decided.get(key);
+    if (!d) this.decided.set(key, (d = this.metrics.decisions.labels({ stage, result })));
+    d.inc();
+    let t = this.timed.get(stage);
+    if (!t) this.timed.set(stage, (t = this.metrics.seconds.labels({ stage })));
+    t.observe(seconds);
+  }
+}
+
 /** A short id for reject texts and the matching log line, so a user's bounce can be found in the logs. */
 const referenceId = () => randomBytes(5).toString('hex').toUpperCase();
 
@@ -62,6 +83,7 @@ export class PolicyDecider implements PolicyHandler {
   private readonly exemptUsers: Set<string>;
   private readonly exemptDomains: Set<string>;
   private readonly neverLimited: Set<string>;
+  private readonly series: DecisionSeries | undefined;
 
   constructor(
     private readonly config: PolicydConfig,
@@ -75,6 +97,7 @@ export class PolicyDecider implements PolicyHandler {
     this.exemptUsers = new Set(config.exempt.users.map((u) => u.toLowerCase()));
     this.exemptDomains = new Set(config.exempt.domains.map((d) => d.toLowerCase()));
     this.neverLimited = new Set(config.neverLimitRecipients.map((l) => l.toLowerCase()));
+    this.series = metrics ? new DecisionSeries(metrics) : undefined;
   }
 
   async request(attrs: PolicyAttributes, ctx: PolicyContext): Promise<string> {
@@ -86,8 +109,7 @@ export class PolicyDecider implements PolicyHandler {
       result = outcome;
       return action;
     } finally {
-      this.metrics?.decisions.inc({ stage: stage || 'none', result });
-      this.metrics?.seconds.observe({ stage: stage || 'none' }, (performance.now() - started) / 1000);
+      this.series?.record(stage || 'none', result, (performance.now() - started) / 1000);
     }
   }
 

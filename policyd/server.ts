@@ -23,6 +23,11 @@ export interface PolicyServerOptions extends Pick<PolicydConfig, 'maxLineBytes' 
   registry?: Registry;
   /** Unix socket permissions: Postfix's smtpd runs as user postfix and must be able to connect. */
   socketMode?: number;
+  /**
+   * A cluster worker: the cluster's primary owns the listening socket, so a unix socket is neither
+   * checked for staleness (the other workers' listener is live) nor removed on stop.
+   */
+  sharedListener?: boolean;
 }
 
 /** Connection-level metrics; decisions are counted by the handler (decide.ts). */
@@ -94,7 +99,7 @@ export class PolicyServer {
 
   async start(): Promise<string> {
     const l = this.listen;
-    if (l.kind === 'unix') await prepareSocketPath(l.path);
+    if (l.kind === 'unix' && !this.opts.sharedListener) await prepareSocketPath(l.path);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       const done = () => {
@@ -147,7 +152,7 @@ export class PolicyServer {
       }
       clearTimeout(timer);
       await closed;
-      if (this.bound && this.listen.kind === 'unix' && existsSync(this.listen.path)) unlinkSync(this.listen.path);
+      if (this.bound && !this.opts.sharedListener && this.listen.kind === 'unix' && existsSync(this.listen.path)) unlinkSync(this.listen.path);
     })();
     return this.stopping;
   }

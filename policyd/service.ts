@@ -26,7 +26,7 @@ export interface PolicyService {
   stop(): Promise<void>;
 }
 
-export async function startPolicyService(config: Config, deps: { log: Logger; registry?: Registry }): Promise<PolicyService> {
+export async function startPolicyService(config: Config, deps: { log: Logger; registry?: Registry; sharedListener?: boolean }): Promise<PolicyService> {
   const { log, registry } = deps;
   const stops: Array<() => Promise<unknown>> = [];
   const stopAll = async () => {
@@ -50,7 +50,7 @@ export async function startPolicyService(config: Config, deps: { log: Logger; re
 
     const store = new RedisPolicyStore(redis);
     const decider = new PolicyDecider(config.policyd, store, policies, decisionMetrics(registry));
-    const server = new PolicyServer({ ...config.policyd, listen: config.policyd.listen, handler: decider, log, ...(registry ? { registry } : {}) });
+    const server = new PolicyServer({ ...config.policyd, listen: config.policyd.listen, handler: decider, log, ...(registry ? { registry } : {}), ...(deps.sharedListener ? { sharedListener: true } : {}) });
     const address = await server.start();
     stops.push(() => server.stop());
 

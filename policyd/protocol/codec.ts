@@ -3,6 +3,7 @@
  * a request ends with an empty line; the reply is `action=…` and an empty line. Pure: bytes in,
  * requests out, and actions to bytes; nothing here touches a socket. See README.md in this folder.
  */
+import { isAscii } from 'node:buffer';
 import type { PolicyAttributes } from '../types.ts';
 
 const LF = 0x0a;
@@ -84,6 +85,10 @@ export class PolicyDecoder {
     if (this.failure) throw this.failure;
     const out: PolicyAttributes[] = [];
     try {
+      if (this.lineBytes === 0 && isAscii(chunk)) {
+        this.pushAscii(chunk, out);
+        return out;
+      }
       // One scan per chunk: the first NUL ends the connection, so later ones never matter.
       const nul = chunk.indexOf(NUL);
       let start = 0;
@@ -120,18 +125,64 @@ export class PolicyDecoder {
     return out;
   }
 
+  /**
+   * The same rules as the byte loop in push(), for a chunk that starts on a line boundary and is all
+   * ASCII (what Postfix sends unless an address or HELO has 8-bit bytes): one string for the chunk,
+   * and names and values sliced from it, instead of a Buffer view and two decodes per line. For
+   * ASCII, latin1 and UTF-8 decode alike. A fuzz test holds both paths to the same results.
+   */
+  private pushAscii(chunk: Buffer, out: PolicyAttributes[]): void {
+    const text = chunk.toString('latin1');
+    const nul = text.indexOf('\0');
+    let start = 0;
+    while (start < text.length) {
+      const lf = text.indexOf('\n', start);
+      const end = lf === -1 ? text.length : lf;
+      const room = this.maxLineBytes - this.lineBytes;
+      const overAt = end - start > room ? start + room : Infinity;
+      const nulAt = nul !== -1 && nul < end ? nul : Infinity;
+      if (nulAt < overAt) throw new PolicyProtocolError('NUL byte', `at line byte ${this.lineBytes + nulAt - start}`);
+      if (overAt !== Infinity) throw new PolicyProtocolError('line too long', `over ${this.maxLineBytes} bytes without LF`);
+      if (lf === -1) {
+        this.line.push(Buffer.from(chunk.subarray(start)));
+        this.lineBytes += end - start;
+        return;
+      }
+      this.onTextLine(text, start, lf, out);
+      start = lf + 1;
+    }
+  }
+
+  private onTextLine(text: string, start: number, lf: number, out: PolicyAttributes[]): void {
+    const end = lf > start && text.charCodeAt(lf - 1) === CR ? lf - 1 : lf;
+    if (end === start) return this.endRequest(out);
+    this.countAttribute();
+    const eq = text.indexOf('=', start);
+    if (eq === -1 || eq >= end) throw new PolicyProtocolError('line without =', quote(Buffer.from(text.slice(start, end), 'latin1')));
+    if (eq === start) throw new PolicyProtocolError('empty attribute name');
+    for (let i = start; i < eq; i++) {
+      if (!NAME_BYTE[text.charCodeAt(i)]) throw new PolicyProtocolError('bad attribute name', quote(Buffer.from(text.slice(start, eq), 'latin1')));
+    }
+    this.attrs[text.slice(start, eq)] = text.slice(eq + 1, end);
+  }
+
+  private endRequest(out: PolicyAttributes[]): void {
+    // Postfix always sends at least `request=`: an empty line with nothing before it is not Postfix.
+    if (this.count === 0) throw new PolicyProtocolError('empty request');
+    out.push(this.attrs);
+    this.attrs = Object.create(null) as Record<string, string>;
+    this.count = 0;
+  }
+
+  private countAttribute(): void {
+    if (++this.count > this.maxAttributes) throw new PolicyProtocolError('too many attributes', `more than ${this.maxAttributes}`);
+  }
+
   private onLine(raw: Buffer, out: PolicyAttributes[]): void {
     // CRLF is tolerated (people test with telnet); Postfix itself sends bare LF.
     const line = raw.length > 0 && raw[raw.length - 1] === CR ? raw.subarray(0, raw.length - 1) : raw;
-    if (line.length === 0) {
-      // Postfix always sends at least `request=`: an empty line with nothing before it is not Postfix.
-      if (this.count === 0) throw new PolicyProtocolError('empty request');
-      out.push(this.attrs);
-      this.attrs = Object.create(null) as Record<string, string>;
-      this.count = 0;
-      return;
-    }
-    if (++this.count > this.maxAttributes) throw new PolicyProtocolError('too many attributes', `more than ${this.maxAttributes}`);
+    if (line.length === 0) return this.endRequest(out);
+    this.countAttribute();
     const eq = line.indexOf(EQ);
     if (eq === -1) throw new PolicyProtocolError('line without =', quote(line));
     if (eq === 0) throw new PolicyProtocolError('empty attribute name');
@@ -144,8 +195,13 @@ export class PolicyDecoder {
   }
 }
 
+/** The answer to nearly every request, encoded once. */
+const DUNNO_REPLY = Buffer.from('action=DUNNO\n\n');
+
 /** `action=<action>\n\n`. An action with CR, LF or NUL would inject lines into Postfix's reply parser. */
 export function encodeReply(action: string): Buffer {
+  // Shared, so it must never be written to; socket.write only reads it.
+  if (action === 'DUNNO') return DUNNO_REPLY;
   if (typeof action !== 'string' || action.length === 0) throw new TypeError(`policy action must be a non-empty string, got ${JSON.stringify(action)}`);
   if (/[\r\n\0]/.test(action)) throw new TypeError(`policy action contains CR, LF or NUL: ${JSON.stringify(action.slice(0, 80))}`);
   return Buffer.from(`action=${action}\n\n`, 'utf8');

@@ -4,14 +4,15 @@
 // never leave more than the line cap buffered. Seeds are random; fast-check prints the seed and
 // the shrunk counterexample on failure.
 import assert from 'node:assert/strict';
+import { isAscii } from 'node:buffer';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { ATTRIBUTE_NAMES } from '../../../policyd/protocol/attributes.ts';
 import { encodeRequest, PolicyDecoder, PolicyProtocolError, type PolicyDecoderOptions } from '../../../policyd/protocol/codec.ts';
 import type { PolicyAttributes } from '../../../policyd/types.ts';
 
-/** Runs per property: 105,000 fuzzed request streams in all. */
-const RUNS = { roundTrip: 40_000, random: 40_000, mutated: 25_000 };
+/** Runs per property: 135,000 fuzzed request streams in all. */
+const RUNS = { roundTrip: 40_000, random: 40_000, ascii: 30_000, mutated: 25_000 };
 
 const REASONS = ['line too long', 'NUL byte', 'too many attributes', 'line without =', 'empty attribute name', 'bad attribute name', 'empty request'];
 
@@ -179,6 +180,26 @@ test(`random streams: ${RUNS.random.toLocaleString('en')} byte streams agree wit
       cov.add(agree(Buffer.concat(tokens), sizes, caps));
     }),
     { numRuns: RUNS.random },
+  );
+  cov.assertReachedAll();
+});
+
+/** ASCII only, so every chunk that starts on a line boundary takes the decoder's string path. */
+const asciiTokenArb = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('a', 'Z', '9', '_', '.', '-', '=', '\n', '\n', '\r', '\r\n', ' ', ':', '\0') },
+  { weight: 3, arbitrary: fc.constantFrom('request=smtpd_access_policy\n', 'sender=a@b\n', 'x=\n', '\n', '=v\n', 'a=b\r\n\r\n') },
+  { weight: 2, arbitrary: fc.integer({ min: 0, max: 127 }).map((b) => String.fromCharCode(b)) },
+);
+
+test(`ASCII streams: ${RUNS.ascii.toLocaleString('en')} byte streams through the string path agree with the reference model in any chunking`, () => {
+  const cov = new Coverage();
+  fc.assert(
+    fc.property(fc.array(asciiTokenArb, { maxLength: 120 }), chunkingArb, capsArb, (tokens, sizes, caps) => {
+      const input = Buffer.from(tokens.join(''), 'latin1');
+      assert.ok(isAscii(input));
+      cov.add(agree(input, sizes, caps));
+    }),
+    { numRuns: RUNS.ascii },
   );
   cov.assertReachedAll();
 });
