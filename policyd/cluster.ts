@@ -23,6 +23,13 @@ import type { Logger } from '../core/log.ts';
 import { prepareSocketPath } from '../core/unix-socket.ts';
 
 const READY = 'ceerion:policyd-ready';
+/** prom-client's own messages: its worker side (AggregatorRegistry) answers these. */
+const METRICS_REQ = 'prom-client:getMetricsReq';
+const METRICS_RES = 'prom-client:getMetricsRes';
+/** A worker that does not answer a scrape in time is left out of that scrape, not the others. */
+const SCRAPE_TIMEOUT_MS = 2_000;
+
+type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 interface ReadyMessage {
   type: typeof READY;
@@ -90,11 +97,12 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
   cluster.setupPrimary({ execArgv: workerExecArgv(process.execArgv) });
 
   const own = new Registry();
-  const aggregator = new AggregatorRegistry();
   const alive = new Gauge({ name: 'ceerion_policyd_workers', help: 'policyd worker processes running', registers: [own] });
   const restarts = new Counter({ name: 'ceerion_policyd_worker_restarts_total', help: 'policyd workers that died and were replaced', registers: [own] });
 
   const workers = new Set<Worker>();
+  /** Workers that reported listening: only these are asked for metrics (a starting one cannot answer yet). */
+  const listening = new Set<Worker>();
   let stopping = false;
   let restartDelay = opts.restartDelayMs ?? 1_000;
   let first: ReadyMessage | undefined;
@@ -109,11 +117,13 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
       worker.on('message', (m: ReadyMessage) => {
         if (m?.type !== READY || ready) return;
         ready = true;
+        listening.add(worker);
         log.info({ worker: worker.id, pid: worker.process.pid }, 'policyd worker listening');
         resolve(m);
       });
       worker.once('exit', (code, signal) => {
         workers.delete(worker);
+        listening.delete(worker);
         alive.set(workers.size);
         if (!ready) reject(new Error(`policyd worker ${worker.id} exited (${signal ?? code}) before listening`));
         if (stopping || !ready) return;
@@ -144,6 +154,35 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
     if (opts.listen.kind === 'unix' && existsSync(opts.listen.path)) unlinkSync(opts.listen.path);
   };
 
+  let scrapes = 0;
+  /** One worker's registries as JSON, over prom-client's IPC messages; [] if it cannot answer. */
+  const ask = (worker: Worker, requestId: string) =>
+    new Promise<WorkerMetrics[]>((resolve) => {
+      const done = (value: WorkerMetrics[]) => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('exit', onExit);
+        resolve(value);
+      };
+      const onMessage = (m: { type?: string; requestId?: string; metrics?: WorkerMetrics[]; error?: string }) => {
+        if (m?.type !== METRICS_RES || m.requestId !== requestId) return;
+        if (m.error) log.warn({ worker: worker.id, err: m.error }, 'policyd worker failed to collect its metrics');
+        done(m.metrics ?? []);
+      };
+      const onExit = () => done([]);
+      const timer = setTimeout(() => {
+        log.warn({ worker: worker.id }, 'policyd worker did not answer the metrics scrape in time; left out');
+        done([]);
+      }, SCRAPE_TIMEOUT_MS);
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+      try {
+        worker.send({ type: METRICS_REQ, requestId });
+      } catch {
+        done([]);
+      }
+    });
+
   try {
     const ready = await Promise.all(Array.from({ length: opts.workers }, () => fork()));
     first = ready[0]!;
@@ -161,7 +200,11 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
     metrics: {
       contentType: own.contentType,
       async metrics() {
-        return `${await aggregator.clusterMetrics()}\n${await own.metrics()}`;
+        const requestId = `ceerion-${++scrapes}`;
+        const replies = await Promise.all([...listening].map((w) => ask(w, requestId)));
+        // Counters add up across workers; prom-client's per-metric aggregators decide the rest.
+        const merged = AggregatorRegistry.aggregate(replies.flat());
+        return `${await merged.metrics()}\n${await own.metrics()}`;
       },
     },
     stop,

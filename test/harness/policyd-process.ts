@@ -14,11 +14,21 @@ export interface PolicydProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function startPolicydProcess(opts: { env?: NodeJS.ProcessEnv; logLevel?: string; authPolicy?: boolean; nodeArgs?: string[] } = {}): Promise<PolicydProcess> {
-  const port = await freePort();
-  const address = `inet:127.0.0.1:${port}`;
+export interface PolicydProcessOptions {
+  env?: NodeJS.ProcessEnv;
+  logLevel?: string;
+  authPolicy?: boolean;
+  nodeArgs?: string[];
+  /** Postfix notation; a free loopback port by default. */
+  listen?: string;
+  /** 0 (default) turns /metrics off. */
+  metricsPort?: number;
+}
+
+export async function startPolicydProcess(opts: PolicydProcessOptions = {}): Promise<PolicydProcess> {
+  const address = opts.listen ?? `inet:127.0.0.1:${await freePort()}`;
   const authPolicyPort = opts.authPolicy ? await freePort() : undefined;
-  const args = ['--max-semi-space-size=2', ...(opts.nodeArgs ?? []), path.join(ROOT, 'bin/ceerion.mjs'), 'policyd', '--listen', address, '--metrics-port', '0', '--log-level', opts.logLevel ?? 'warn'];
+  const args = ['--max-semi-space-size=2', ...(opts.nodeArgs ?? []), path.join(ROOT, 'bin/ceerion.mjs'), 'policyd', '--listen', address, '--metrics-port', String(opts.metricsPort ?? 0), '--log-level', opts.logLevel ?? 'warn'];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CEERION_AUTH_POLICY_ENABLED: opts.authPolicy ? 'true' : 'false',
