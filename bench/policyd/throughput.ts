@@ -7,6 +7,7 @@
  * Redis round trips per decision (Redis's own command count over the run).
  *
  * Targets (issue): ≥ 20,000 requests/s, p99 < 2 ms, ≥ 3× postfwd, one round trip per decision.
+ * Ours runs twice: as shipped (policyd.workers 0, one process per core) and as one process.
  *
  *   node --import tsx bench/policyd/throughput.ts [--requests 40000] [--rounds 2]
  */
@@ -16,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { PolicyClient } from '../../policyd/client.ts';
+import { workerCount } from '../../policyd/cluster.ts';
 import { encodeRequest } from '../../policyd/protocol/codec.ts';
 import { canConnect } from '../../test/harness/milter-process.ts';
 import { startPolicydProcess } from '../../test/harness/policyd-process.ts';
@@ -151,18 +153,24 @@ const cleanups: Array<() => Promise<unknown> | unknown> = [() => rmSync(dir, { r
 try {
   const redis = await startRedis();
   cleanups.push(() => redis.close());
-  const ours = await startPolicydProcess({
-    nodeArgs: NODE_ARGS,
-    env: {
-      CEERION_REDIS_URL: redis.url,
-      CEERION_POLICYD_DOMAIN_POLICY: 'false',
-      CEERION_AUTH_POLICY_ENABLED: 'false',
-      CEERION_POLICYD_LIMITS_CLIENT_IP_COUNT: String(LIMIT),
-      CEERION_POLICYD_LIMITS_SASL_USER_COUNT: String(LIMIT),
-      CEERION_POLICYD_LIMITS_RECIPIENT_COUNT: String(LIMIT),
-    },
-  });
+  const policyd = (workers?: number) =>
+    startPolicydProcess({
+      nodeArgs: NODE_ARGS,
+      env: {
+        CEERION_REDIS_URL: redis.url,
+        CEERION_POLICYD_DOMAIN_POLICY: 'false',
+        CEERION_AUTH_POLICY_ENABLED: 'false',
+        CEERION_POLICYD_LIMITS_CLIENT_IP_COUNT: String(LIMIT),
+        CEERION_POLICYD_LIMITS_SASL_USER_COUNT: String(LIMIT),
+        CEERION_POLICYD_LIMITS_RECIPIENT_COUNT: String(LIMIT),
+        ...(workers ? { CEERION_POLICYD_WORKERS: String(workers) } : {}),
+      },
+    });
+  // The shipped default (policyd.workers 0: one process per core), and one process for comparison.
+  const ours = await policyd();
   cleanups.push(() => ours.stop());
+  const single = await policyd(1);
+  cleanups.push(() => single.stop());
   const postfwd = await startPostfwd(dir);
   cleanups.push(() => postfwd.stop());
 
@@ -180,27 +188,33 @@ try {
   };
 
   const rows: string[][] = [];
-  const summary: Array<{ c: number; ours: Result; postfwd: Result; trips: number }> = [];
+  const summary: Array<{ c: number; ours: Result; single: Result; postfwd: Result; trips: number }> = [];
   for (const c of CONCURRENCY) {
-    // Warm-up, then alternate ours ↔ postfwd, best round of each.
+    // Warm-up, then alternate ours ↔ one process ↔ postfwd, best round of each.
     await run(ours.address, c, 2_000);
+    await run(single.address, c, 2_000);
     await run(postfwd.address, c, 2_000);
     const o: Result[] = [];
+    const one: Result[] = [];
     const p: Result[] = [];
     let trips = 0;
     for (let r = 0; r < ROUNDS; r++) {
       const before = await evalCount();
       o.push(await run(ours.address, c, REQUESTS));
       trips += (await evalCount()) - before - 1; // minus the INFO call itself
+      one.push(await run(single.address, c, REQUESTS));
       p.push(await run(postfwd.address, c, Math.min(REQUESTS, 20_000)));
     }
     const best = (xs: Result[]) => xs.reduce((a, b) => (b.rps > a.rps ? b : a));
-    summary.push({ c, ours: best(o), postfwd: best(p), trips: trips / (ROUNDS * REQUESTS) });
+    summary.push({ c, ours: best(o), single: best(one), postfwd: best(p), trips: trips / (ROUNDS * REQUESTS) });
   }
   await stats.quit();
+  const workers = workerCount(0);
   for (const s of summary) {
-    rows.push([String(s.c), 'ceerion policyd', s.ours.rps.toFixed(0), s.ours.p50.toFixed(3), s.ours.p99.toFixed(3), (s.ours.rps / s.postfwd.rps).toFixed(2), s.trips.toFixed(3)]);
-    rows.push([String(s.c), 'postfwd2', s.postfwd.rps.toFixed(0), s.postfwd.p50.toFixed(3), s.postfwd.p99.toFixed(3), '1', '-']);
+    const row = (name: string, r: Result, trips: string) => [String(s.c), name, r.rps.toFixed(0), r.p50.toFixed(3), r.p99.toFixed(3), (r.rps / s.postfwd.rps).toFixed(2), trips];
+    rows.push(row(`ceerion policyd (default: ${workers} workers)`, s.ours, s.trips.toFixed(3)));
+    rows.push(row('ceerion policyd (workers: 1)', s.single, '-'));
+    rows.push(row('postfwd2', s.postfwd, '-'));
   }
   console.log(`\nPolicy requests (RCPT; limits per client IP, SASL user and recipient), ${REQUESTS} per round, best of ${ROUNDS}; ${os.cpus().length} cores\n`);
   console.log(table(['connections', 'server', 'requests/s', 'p50 ms', 'p99 ms', '× postfwd', 'Redis commands/decision'], rows));
