@@ -54,8 +54,13 @@ async function runPolicydWorker(config: Config): Promise<void> {
 /** The cluster's primary: forks the workers, restarts the ones that die, serves their merged metrics. */
 async function runPolicydPrimary(config: Config, workers: number) {
   const rt = await startRuntime(withoutMetrics(config), 'policyd');
-  const group = await startPolicydCluster({ workers, listen: parseListen(config.policyd.listen), log: rt.log, shutdownGraceMs: config.policyd.shutdownGraceMs });
-  rt.lifecycle.add({ name: 'policyd cluster', stop: () => group.stop() });
+  const group = await startPolicydCluster({
+    workers,
+    listen: parseListen(config.policyd.listen),
+    log: rt.log,
+    shutdownGraceMs: config.policyd.shutdownGraceMs,
+    onStop: (stop) => rt.lifecycle.add({ name: 'policyd cluster', stop }),
+  });
   if (config.metrics.enabled) {
     const metrics = await serveMetrics(group.metrics, config.metrics.host, config.metrics.port, rt.log);
     rt.lifecycle.add({ name: 'metrics', stop: () => metrics.stop() });

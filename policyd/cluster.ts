@@ -73,6 +73,11 @@ export interface PolicydClusterOptions {
   shutdownGraceMs: number;
   /** Tests shorten it; a worker that died young waits this long, doubled per repeat, up to 30 s. */
   restartDelayMs?: number;
+  /**
+   * Called with the cluster's stop before the first fork, so a SIGTERM that arrives while workers
+   * are still starting stops them too, instead of leaving them behind.
+   */
+  onStop?: (stop: () => Promise<void>) => void;
 }
 
 export interface PolicydCluster {
@@ -183,10 +188,14 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
       }
     });
 
+  opts.onStop?.(stop);
   try {
     const ready = await Promise.all(Array.from({ length: opts.workers }, () => fork()));
     first = ready[0]!;
   } catch (err) {
+    // Stopped while starting (SIGTERM): the lifecycle that called stop() exits the process once
+    // it has finished; a startup error here would only race it with a misleading message.
+    if (stopping) return new Promise<never>(() => {});
     await stop();
     throw err;
   }

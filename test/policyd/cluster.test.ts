@@ -116,6 +116,15 @@ test('two workers answer on one listener; /metrics merges them; a killed worker 
   assert.match(policyd.output(), /policyd worker died; starting a new one/);
 });
 
+/** Alive and not a zombie. */
+function running(pid: number): boolean {
+  try {
+    return !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** CPU seconds a process has used (utime + stime). */
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -135,13 +144,18 @@ test('on a unix socket: both workers serve it; SIGTERM stops every process and r
   policyd = undefined;
   assert.equal(code, 0);
   // Gone, or at most a zombie being reaped: no worker outlives the primary for long.
-  const alive = (pid: number) => {
-    try {
-      return !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-    } catch {
-      return false;
-    }
-  };
-  await until('the workers to exit', () => (workers.some(alive) ? undefined : true), 3_000);
+  await until('the workers to exit', () => (workers.some(running) ? undefined : true), 3_000);
+  assert.equal(existsSync(socket), false, 'socket removed');
+});
+
+test('SIGTERM as soon as the first worker listens (others may still be starting): exit 0, nothing left behind', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'ceerion-policyd-cluster-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const socket = path.join(dir, 'policyd.sock');
+  const policyd = await startPolicydProcess({ env: { ...env(), CEERION_POLICYD_WORKERS: '4' }, listen: `unix:${socket}` });
+  t.after(() => policyd.stop('SIGKILL'));
+  const workers = children(policyd.pid);
+  assert.equal(await policyd.stop('SIGTERM'), 0, policyd.output());
+  await until('the workers to exit', () => (workers.some(running) ? undefined : true), 3_000);
   assert.equal(existsSync(socket), false, 'socket removed');
 });
