@@ -94,16 +94,9 @@ export class PolicyDecoder {
       let start = 0;
       while (start < chunk.length) {
         const lf = chunk.indexOf(LF, start);
-        const end = lf === -1 ? chunk.length : lf;
-        const room = this.maxLineBytes - this.lineBytes;
-        // Whichever comes first in the stream decides the reason, as if fed a byte at a time.
-        const overAt = end - start > room ? start + room : Infinity;
-        const nulAt = nul !== -1 && nul < end ? nul : Infinity;
-        if (nulAt < overAt) throw new PolicyProtocolError('NUL byte', `at line byte ${this.lineBytes + nulAt - start}`);
-        if (overAt !== Infinity) throw new PolicyProtocolError('line too long', `over ${this.maxLineBytes} bytes without LF`);
+        this.checkLine(start, lf === -1 ? chunk.length : lf, nul);
         if (lf === -1) {
-          this.line.push(Buffer.from(chunk.subarray(start)));
-          this.lineBytes += end - start;
+          this.holdPartial(chunk, start);
           break;
         }
         let line = chunk.subarray(start, lf);
@@ -137,20 +130,32 @@ export class PolicyDecoder {
     let start = 0;
     while (start < text.length) {
       const lf = text.indexOf('\n', start);
-      const end = lf === -1 ? text.length : lf;
-      const room = this.maxLineBytes - this.lineBytes;
-      const overAt = end - start > room ? start + room : Infinity;
-      const nulAt = nul !== -1 && nul < end ? nul : Infinity;
-      if (nulAt < overAt) throw new PolicyProtocolError('NUL byte', `at line byte ${this.lineBytes + nulAt - start}`);
-      if (overAt !== Infinity) throw new PolicyProtocolError('line too long', `over ${this.maxLineBytes} bytes without LF`);
+      this.checkLine(start, lf === -1 ? text.length : lf, nul);
       if (lf === -1) {
-        this.line.push(Buffer.from(chunk.subarray(start)));
-        this.lineBytes += end - start;
+        this.holdPartial(chunk, start);
         return;
       }
       this.onTextLine(text, start, lf, out);
       start = lf + 1;
     }
+  }
+
+  /**
+   * The line (or line so far) from `start` to `end`, with the first NUL of the chunk at `nul`.
+   * Whichever comes first in the stream decides the reason, as if fed a byte at a time.
+   */
+  private checkLine(start: number, end: number, nul: number): void {
+    const room = this.maxLineBytes - this.lineBytes;
+    const overAt = end - start > room ? start + room : Infinity;
+    const nulAt = nul !== -1 && nul < end ? nul : Infinity;
+    if (nulAt < overAt) throw new PolicyProtocolError('NUL byte', `at line byte ${this.lineBytes + nulAt - start}`);
+    if (overAt !== Infinity) throw new PolicyProtocolError('line too long', `over ${this.maxLineBytes} bytes without LF`);
+  }
+
+  /** Keep the unterminated rest of the chunk until its LF arrives. */
+  private holdPartial(chunk: Buffer, start: number): void {
+    this.line.push(Buffer.from(chunk.subarray(start)));
+    this.lineBytes += chunk.length - start;
   }
 
   private onTextLine(text: string, start: number, lf: number, out: PolicyAttributes[]): void {
