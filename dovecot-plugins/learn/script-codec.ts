@@ -38,6 +38,8 @@ const SUPPORTED_MAJORS = new Set([3, 4]);
 const MAX_LINES = 256;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 const UNESCAPES: Record<string, string> = { '1': '\x01', t: '\t', r: '\r', n: '\n', '0': '\0' };
 
 /** Dovecot's str_tabunescape; a \001 not followed by a known letter is an error (not silently kept). */
@@ -80,8 +82,13 @@ export function parseScriptHeader(buf: Buffer, maxBytes: number): { request: Scr
     else if (buf.length >= 8 && !buf.subarray(0, 8).equals(Buffer.from('VERSION\t'))) throw new ScriptProtocolError('not a Dovecot script request (no VERSION line)');
     return null;
   }
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(buf.subarray(0, end));
-  if (text.includes('\uFFFD')) throw new ScriptProtocolError('request header is not UTF-8');
+  let text: string;
+  try {
+    // fatal: invalid bytes throw. A U+FFFD written in the header is valid UTF-8 and is kept.
+    text = UTF8.decode(buf.subarray(0, end));
+  } catch {
+    throw new ScriptProtocolError('request header is not UTF-8');
+  }
   const lines = text.split('\n');
   if (lines.length > MAX_LINES) throw new ScriptProtocolError(`request header has more than ${MAX_LINES} lines`);
   const { major, minor } = parseVersion(lines[0]!);

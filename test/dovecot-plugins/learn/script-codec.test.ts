@@ -44,6 +44,12 @@ test('garbage is refused early with a reason', () => {
   assert.throws(() => parseScriptHeader(Buffer.from(`VERSION\tscript\t4\t0\n-\n${'a'.repeat(2000)}`), 1024), /longer than 1024/);
 });
 
+test('a U+FFFD in an argument is valid UTF-8 and is kept (fuzz counterexample, seed 95763659)', () => {
+  const parsed = parseScriptHeader(encodeScriptHeader({ env: { USER: '\uFFFDa' }, args: ['\uFFFD '] }), 1024);
+  assert.deepEqual(parsed?.request.args, ['\uFFFD ']);
+  assert.equal(parsed?.request.env.USER, '\uFFFDa');
+});
+
 test('tab-escaping round trips any string', () => {
   fc.assert(fc.property(fc.fullUnicodeString(), (s) => tabUnescape(tabEscape(s)) === s && !/[\t\r\n\0]/.test(tabEscape(s))), { numRuns: 2_000 });
 });
