@@ -112,7 +112,8 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
   let restartDelay = opts.restartDelayMs ?? 1_000;
   let first: ReadyMessage | undefined;
 
-  const fork = (): Promise<ReadyMessage> => {
+  /** A worker; `replacement`: one started after the cluster was up, retried even if it dies starting. */
+  const fork = (replacement = false): Promise<ReadyMessage> => {
     const started = Date.now();
     const worker = cluster.fork();
     workers.add(worker);
@@ -131,16 +132,18 @@ export async function startPolicydCluster(opts: PolicydClusterOptions): Promise<
         listening.delete(worker);
         alive.set(workers.size);
         if (!ready) reject(new Error(`policyd worker ${worker.id} exited (${signal ?? code}) before listening`));
-        if (stopping || !ready) return;
+        // At startup a worker that cannot start fails the start; later one is retried, backing off.
+        if (stopping || (!ready && !replacement)) return;
         restarts.inc();
         const young = Date.now() - started < YOUNG_MS;
         const delay = young ? restartDelay : (opts.restartDelayMs ?? 1_000);
         restartDelay = young ? Math.min(restartDelay * 2, MAX_RESTART_DELAY_MS) : (opts.restartDelayMs ?? 1_000);
         log.error({ worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay }, 'policyd worker died; starting a new one');
+        // Not unref'd: with every worker gone, this timer is what keeps the primary alive.
         setTimeout(() => {
           if (stopping) return;
-          fork().catch((err: Error) => log.error({ err: err.message }, 'policyd replacement worker failed to start'));
-        }, delay).unref();
+          fork(true).catch((err: Error) => log.error({ err: err.message }, 'policyd replacement worker failed to start'));
+        }, delay);
       });
     });
   };
